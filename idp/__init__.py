@@ -1,0 +1,47 @@
+"""idp: a small OAuth2/OIDC-style identity provider."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+
+from idp import cli, database, http
+from idp.config import flask_config, load_settings
+from idp.extensions import mail
+from idp.oauth2 import config_oauth
+from idp.services import registry
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
+    """Build an application: config, extensions, blueprints, error handlers, CLI."""
+    app = Flask(
+        __name__,
+        instance_path=str(PROJECT_ROOT / "instance"),
+        template_folder=str(PROJECT_ROOT / "templates"),
+    )
+    settings = load_settings(app.instance_path, overrides=overrides)
+    app.config.from_mapping(flask_config(settings))
+    app.config["IDP"] = settings
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    logging.getLogger("idp").setLevel(settings["IDP_LOG_LEVEL"].upper())
+
+    database.init_app(app, str(PROJECT_ROOT / "migrations"))
+    mail.init_app(app)
+    services = registry.init_app(app, settings)
+    services.keys.ensure_signing_key()
+    config_oauth(app)
+
+    from idp.api import bp as api_bp
+    from idp.oauth import bp as oauth_bp
+
+    app.register_blueprint(api_bp)
+    app.register_blueprint(oauth_bp)
+    http.init_app(app)
+    cli.init_app(app)
+    return app

@@ -1,0 +1,136 @@
+"""Request shapes for /api/v1/auth: types, lengths, syntax. Business rules live in services."""
+
+from __future__ import annotations
+
+import unicodedata
+from typing import Annotated, Any, TypeVar
+
+from email_validator import EmailNotValidError, validate_email
+from flask import request
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from werkzeug.exceptions import BadRequest
+
+from idp.errors import MalformedRequest, UnsupportedMediaType, ValidationFailed
+
+# Generous enough for any real password, small enough that nothing large reaches Argon2;
+# the policy (idp.services.passwords) applies the real maximum.
+MAX_PASSWORD_INPUT = 1024
+
+
+def _no_control_characters(value: str) -> str:
+    if any(unicodedata.category(ch) == "Cc" for ch in value):
+        raise ValueError("must not contain control characters")
+    return value
+
+
+def _name(value: str) -> str:
+    value = _no_control_characters(value).strip()
+    if not value:
+        raise ValueError("must not be blank")
+    return value
+
+
+def _email(value: str) -> str:
+    _no_control_characters(value)
+    try:
+        # Syntax only: no DNS lookups from a request thread.
+        return validate_email(value.strip(), check_deliverability=False).normalized
+    except EmailNotValidError as exc:
+        raise ValueError(str(exc)) from exc
+
+
+def _password(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+Email = Annotated[str, Field(min_length=3, max_length=254), AfterValidator(_email)]
+Name = Annotated[str, Field(min_length=1, max_length=150), AfterValidator(_name)]
+Password = Annotated[
+    str, Field(min_length=1, max_length=MAX_PASSWORD_INPUT), AfterValidator(_password)
+]
+# Our secrets are URL-safe base64; anything else cannot be one of ours.
+Secret = Annotated[str, Field(min_length=16, max_length=128, pattern=r"^[A-Za-z0-9_-]+$")]
+BearerLike = Annotated[str, Field(min_length=1, max_length=4096)]
+
+
+class Params(BaseModel):
+    # Strict: "123" is not an int and 123 is not a string. Unknown fields are ignored.
+    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
+
+
+class RegisterParams(Params):
+    email: Email
+    password: Password
+    first_name: Name
+    last_name: Name
+    company_name: (
+        Annotated[str, Field(max_length=200), AfterValidator(_no_control_characters)] | None
+    ) = None
+
+
+class EmailParams(Params):
+    email: Email
+
+
+class LoginParams(Params):
+    email: Email
+    password: Password
+
+
+class TokenParams(Params):
+    token: Secret
+
+
+class RefreshParams(Params):
+    refresh_token: Secret
+
+
+class LogoutParams(Params):
+    token: BearerLike | None = None
+    refresh_token: Secret | None = None
+
+
+class PasswordResetConfirmParams(Params):
+    token: Secret
+    new_password: Password
+
+
+P = TypeVar("P", bound=Params)
+
+
+def parse(params_class: type[P], *, body_optional: bool = False) -> P:
+    """Parse the JSON body into a params object, or raise the matching 400/415 error."""
+    payload = _json_body(body_optional)
+    try:
+        return params_class.model_validate(payload)
+    except ValidationError as exc:
+        raise ValidationFailed(errors=_field_errors(exc)) from exc
+
+
+def _json_body(optional: bool) -> Any:
+    if optional and not request.content_length and not request.content_type:
+        return {}
+    if request.mimetype != "application/json":
+        raise UnsupportedMediaType()
+    try:
+        payload = request.get_json()
+    except BadRequest as exc:
+        raise MalformedRequest() from exc
+    if not isinstance(payload, dict):
+        raise MalformedRequest()
+    return payload
+
+
+def _field_errors(exc: ValidationError) -> dict[str, list[str]]:
+    errors: dict[str, list[str]] = {}
+    for error in exc.errors(include_url=False, include_input=False):
+        field = str(error["loc"][0]) if error["loc"] else "body"
+        message = error["msg"].removeprefix("Value error, ")
+        if error["type"] == "missing":
+            message = "This field is required."
+        elif error["type"] == "string_pattern_mismatch":
+            message = "Invalid format."
+        errors.setdefault(field, []).append(message)
+    return errors

@@ -1,0 +1,95 @@
+"""Admin commands: `flask --app wsgi keys|clients ...`. Parse arguments, call a service, print."""
+
+from __future__ import annotations
+
+import click
+from flask import Flask
+from flask.cli import AppGroup
+
+from idp.clock import utcnow
+from idp.services import clients as client_service
+from idp.services.keys import ACTIVE, STAGED, KeyCommandError
+from idp.services.registry import get_services
+
+keys_cli = AppGroup("keys", help="Manage the RS256 signing keys.")
+clients_cli = AppGroup("clients", help="Manage OAuth clients.")
+
+
+def init_app(app: Flask) -> None:
+    """Register the command groups."""
+    app.cli.add_command(keys_cli)
+    app.cli.add_command(clients_cli)
+
+
+@keys_cli.command("list")
+def keys_list() -> None:
+    """List every key with its creation time and status."""
+    for info in get_services().keys.list_keys():
+        click.echo(f"{info.kid}  {info.created_at}  {info.status}")
+
+
+@keys_cli.command("rotate")
+@click.option("--staged", is_flag=True, help="Publish the new key now, sign with it later.")
+def keys_rotate(staged: bool) -> None:
+    """Create a new signing key; the old one stays in JWKS so its tokens keep verifying."""
+    kid = get_services().keys.rotate(staged=staged)
+    click.echo(kid)
+    status = STAGED if staged else ACTIVE
+    click.echo(f"key {kid} is {status}", err=True)
+
+
+@keys_cli.command("activate")
+@click.argument("kid")
+def keys_activate(kid: str) -> None:
+    """Sign new tokens with a staged key."""
+    try:
+        get_services().keys.activate(kid)
+    except KeyCommandError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"key {kid} is active")
+
+
+@keys_cli.command("retire")
+@click.argument("kid")
+def keys_retire(kid: str) -> None:
+    """Remove a key from JWKS; tokens signed with it stop verifying."""
+    try:
+        get_services().keys.retire(kid)
+    except KeyCommandError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"key {kid} is retired")
+
+
+@clients_cli.command("create")
+@click.argument("name")
+@click.option("--scope", default="", help="Space-separated scopes the client may request.")
+def clients_create(name: str, scope: str) -> None:
+    """Register a confidential client (client_credentials); print its secret once."""
+    try:
+        created = client_service.create_client(name, scope, utcnow())
+    except client_service.ClientCommandError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"client_id: {created.client.client_id}")
+    click.echo(f"client_secret: {created.client_secret}")
+    click.echo(
+        "Store the secret now: it is kept only as a hash and cannot be shown again.", err=True
+    )
+
+
+@clients_cli.command("list")
+def clients_list() -> None:
+    """List the clients that are not deleted."""
+    for client in client_service.list_clients():
+        created = client.created_at.isoformat(timespec="seconds")
+        click.echo(f"{client.client_id}  {client.name}  {client.scope or '-'}  {created}")
+
+
+@clients_cli.command("delete")
+@click.argument("client_id")
+def clients_delete(client_id: str) -> None:
+    """Delete a client: it can no longer authenticate and its tokens stop verifying."""
+    try:
+        client_service.delete_client(client_id, utcnow())
+    except client_service.ClientCommandError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"client {client_id} deleted")

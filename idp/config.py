@@ -1,0 +1,147 @@
+"""Configuration: defaults, then ``IDP_*`` environment variables, then explicit overrides."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from idp.errors import ConfigurationError
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def _bool(value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise ValueError(f"not a boolean: {value!r}")
+
+
+def _int(value: str) -> int:
+    return int(value.strip())
+
+
+# name -> (parser, default). Defaults that depend on the instance folder are filled in later.
+SETTINGS: dict[str, tuple[Callable[[str], Any], Any]] = {
+    "IDP_DATABASE_URL": (str, None),
+    "IDP_REDIS_URL": (str, None),
+    "IDP_ISSUER": (str, "http://localhost:5000"),
+    "IDP_AUDIENCE": (str, None),
+    "IDP_KEYS_DIR": (str, "keys"),
+    "IDP_KEYS_RELOAD_INTERVAL": (_int, 5),
+    "IDP_SECRET_KEY": (str, None),
+    "IDP_MAIL_SERVER": (str, None),
+    "IDP_MAIL_PORT": (_int, 25),
+    "IDP_MAIL_USE_TLS": (_bool, False),
+    "IDP_MAIL_USE_SSL": (_bool, False),
+    "IDP_MAIL_USERNAME": (str, None),
+    "IDP_MAIL_PASSWORD": (str, None),
+    "IDP_MAIL_DEFAULT_SENDER": (str, "idp <no-reply@localhost>"),
+    "IDP_MAIL_TIMEOUT": (_int, 10),
+    "IDP_FRONTEND_URL": (str, None),
+    "IDP_ACCESS_TOKEN_TTL": (_int, 3600),
+    "IDP_REFRESH_TOKEN_TTL": (_int, 14 * 24 * 3600),
+    "IDP_REFRESH_REUSE_GRACE": (_int, 0),
+    "IDP_TOKEN_LEEWAY": (_int, 5),
+    "IDP_TRUSTED_PROXIES": (_int, 0),
+    "IDP_API_CLIENT_ID": (str, "idp-api"),
+    "IDP_MAX_CONTENT_LENGTH": (_int, 64 * 1024),
+    "IDP_ARGON2_TIME_COST": (_int, 3),
+    "IDP_ARGON2_MEMORY_COST": (_int, 65536),
+    "IDP_ARGON2_PARALLELISM": (_int, 4),
+    "IDP_LOG_LEVEL": (str, "INFO"),
+}
+
+# Bounds that keep a typo from producing an insecure server.
+_LIMITS = {
+    "IDP_ACCESS_TOKEN_TTL": (60, 24 * 3600),
+    "IDP_REFRESH_TOKEN_TTL": (300, 365 * 24 * 3600),
+    "IDP_REFRESH_REUSE_GRACE": (0, 60),
+    "IDP_TOKEN_LEEWAY": (0, 5),
+    "IDP_TRUSTED_PROXIES": (0, 10),
+    "IDP_KEYS_RELOAD_INTERVAL": (1, 10),
+    "IDP_MAIL_TIMEOUT": (1, 60),
+    "IDP_ARGON2_TIME_COST": (1, 20),
+    "IDP_ARGON2_MEMORY_COST": (8, 4 * 1024 * 1024),
+    "IDP_ARGON2_PARALLELISM": (1, 16),
+}
+
+
+def load_settings(
+    instance_path: str,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Return the validated IDP_* settings for one application."""
+    environ = os.environ if environ is None else environ
+    settings: dict[str, Any] = {}
+    for name, (parse, default) in SETTINGS.items():
+        raw = environ.get(name)
+        if raw is None or raw == "":
+            settings[name] = default
+            continue
+        try:
+            settings[name] = parse(raw)
+        except ValueError as exc:
+            raise ConfigurationError(f"{name}: {exc}") from exc
+    settings.update(overrides or {})
+
+    for name, (low, high) in _LIMITS.items():
+        if not low <= settings[name] <= high:
+            raise ConfigurationError(f"{name} must be between {low} and {high}")
+
+    issuer = settings["IDP_ISSUER"].rstrip("/")
+    if not issuer.startswith(("https://", "http://")):
+        raise ConfigurationError("IDP_ISSUER must be an http(s) URL")
+    settings["IDP_ISSUER"] = issuer
+    settings["IDP_AUDIENCE"] = settings["IDP_AUDIENCE"] or issuer
+    settings["IDP_FRONTEND_URL"] = (settings["IDP_FRONTEND_URL"] or issuer).rstrip("/")
+    settings["IDP_KEYS_DIR"] = str(Path(settings["IDP_KEYS_DIR"]).resolve())
+    if not settings["IDP_DATABASE_URL"]:
+        settings["IDP_DATABASE_URL"] = f"sqlite:///{Path(instance_path) / 'idp.sqlite3'}"
+    if not settings["IDP_SECRET_KEY"]:
+        settings["IDP_SECRET_KEY"] = _instance_secret(Path(instance_path))
+    return settings
+
+
+def _instance_secret(instance_path: Path) -> str:
+    """Read the development secret kept under instance/, creating it once."""
+    path = instance_path / "secret_key"
+    instance_path.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as handle:
+        handle.write(secrets.token_urlsafe(48))
+    return path.read_text().strip()
+
+
+def flask_config(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """Translate IDP_* settings into the keys Flask and its extensions read."""
+    engine_options: dict[str, Any] = {"pool_pre_ping": True}
+    if settings["IDP_DATABASE_URL"].startswith("sqlite"):
+        # Wait for the write lock instead of failing with "database is locked".
+        engine_options = {"connect_args": {"timeout": 30}}
+    return {
+        "SECRET_KEY": settings["IDP_SECRET_KEY"],
+        "SQLALCHEMY_DATABASE_URI": settings["IDP_DATABASE_URL"],
+        "SQLALCHEMY_ENGINE_OPTIONS": engine_options,
+        "MAX_CONTENT_LENGTH": settings["IDP_MAX_CONTENT_LENGTH"],
+        "JSON_SORT_KEYS": False,
+        "MAIL_SERVER": settings["IDP_MAIL_SERVER"],
+        "MAIL_PORT": settings["IDP_MAIL_PORT"],
+        "MAIL_USE_TLS": settings["IDP_MAIL_USE_TLS"],
+        "MAIL_USE_SSL": settings["IDP_MAIL_USE_SSL"],
+        "MAIL_USERNAME": settings["IDP_MAIL_USERNAME"],
+        "MAIL_PASSWORD": settings["IDP_MAIL_PASSWORD"],
+        "MAIL_DEFAULT_SENDER": settings["IDP_MAIL_DEFAULT_SENDER"],
+        # flask-mail suppresses sending whenever app.testing is set; we decide that ourselves.
+        "MAIL_SUPPRESS_SEND": False,
+    }

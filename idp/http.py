@@ -1,0 +1,119 @@
+"""Cross-cutting HTTP behaviour: request ids, security headers, and the error translator."""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+from collections.abc import Iterable
+from typing import Any
+
+from flask import Flask, Response, g, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from idp.api import envelope
+from idp.errors import IdPError, MethodNotAllowed, NotFound, PayloadTooLarge
+from idp.extensions import db
+
+log = logging.getLogger(__name__)
+
+API_PREFIX = "/api/"
+_HTTP_TO_ERROR: dict[int, type[IdPError]] = {
+    404: NotFound,
+    405: MethodNotAllowed,
+    413: PayloadTooLarge,
+}
+
+
+class NormalizeAPIPath:
+    """WSGI middleware: one spelling per /api/ endpoint.
+
+    Case, repeated slashes and a missing trailing slash are folded before routing, so
+    `/API//v1/auth/login` reaches the same view (and later the same rate-limit key) as
+    `/api/v1/auth/login/`, without a redirect that a POST would not survive.
+    """
+
+    _slashes = re.compile(r"/{2,}")
+
+    def __init__(self, wsgi_app: Any) -> None:
+        self.wsgi_app = wsgi_app
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        folded = self._slashes.sub("/", path)
+        if folded.lower().startswith(API_PREFIX):
+            folded = folded.lower()
+            if not folded.endswith("/"):
+                folded += "/"
+            environ["PATH_INFO"] = folded
+        return self.wsgi_app(environ, start_response)
+
+
+def init_app(app: Flask) -> None:
+    """Attach path folding, request ids, security headers and error handlers."""
+    app.wsgi_app = NormalizeAPIPath(app.wsgi_app)  # type: ignore[method-assign]
+    app.before_request(_assign_request_id)
+    app.after_request(_security_headers)
+    app.register_error_handler(IdPError, _handle_idp_error)
+    app.register_error_handler(HTTPException, _handle_http_exception)
+    app.register_error_handler(Exception, _handle_unexpected)
+
+
+def _assign_request_id() -> None:
+    g.request_id = secrets.token_hex(8)
+
+
+def _security_headers(response: Response) -> Response:
+    headers = response.headers
+    headers.setdefault("X-Content-Type-Options", "nosniff")
+    headers.setdefault("Referrer-Policy", "no-referrer")
+    headers.setdefault("X-Frame-Options", "DENY")
+    headers.setdefault("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'")
+    if request.path.startswith(API_PREFIX):
+        # Tokens and user data: never in a shared or browser cache.
+        headers["Cache-Control"] = "no-store"
+        headers["Pragma"] = "no-cache"
+    if "request_id" in g:
+        headers["X-Request-ID"] = g.request_id
+    return response
+
+
+def _render(error: IdPError) -> Response:
+    if request.path.startswith(API_PREFIX):
+        return envelope.failure(
+            error.message, error.status, error.code, error.errors, error.headers
+        )
+    # Outside the API: the bearer-token error shape of RFC 6750.
+    body = {"error": error.code, "error_description": error.message}
+    response = jsonify(body)
+    response.status_code = error.status
+    response.headers.update(error.headers)
+    return response
+
+
+def _handle_idp_error(error: IdPError) -> Response:
+    db.session.rollback()
+    return _render(error)
+
+
+def _handle_http_exception(error: HTTPException) -> Response:
+    db.session.rollback()
+    status = error.code or 500
+    error_class = _HTTP_TO_ERROR.get(status)
+    if error_class is not None:
+        idp_error = error_class()
+    else:
+        idp_error = IdPError(error.description)
+        idp_error.status = status
+        idp_error.code = (error.name or "error").lower().replace(" ", "_")
+    if status == 405:
+        allow = error.get_response().headers.get("Allow")
+        if allow:
+            idp_error.headers = {**idp_error.headers, "Allow": allow}
+    return _render(idp_error)
+
+
+def _handle_unexpected(error: Exception) -> Response:
+    db.session.rollback()
+    log.exception("unhandled error", extra={"request_id": g.get("request_id")})
+    return _render(IdPError())

@@ -1,0 +1,75 @@
+"""/oauth/* and /.well-known/*: OAuth and discovery in their RFC wire formats."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from flask import Blueprint, Response, request
+
+from idp.oauth2 import authorization_server
+from idp.services.registry import get_services
+from idp.services.sessions import API_SCOPE
+
+bp = Blueprint("oauth", __name__)
+
+JWKS_MAX_AGE = 300  # relying apps re-read JWKS at least this often; see README "Key rotation"
+
+
+@bp.post("/oauth/token")
+def token() -> Response:
+    return authorization_server().create_token_response()
+
+
+@bp.post("/oauth/revoke")
+def revoke() -> Response:
+    return authorization_server().create_endpoint_response("revocation")
+
+
+@bp.post("/oauth/introspect")
+def introspect() -> Response:
+    return authorization_server().create_endpoint_response("introspection")
+
+
+@bp.get("/.well-known/jwks.json")
+def jwks() -> Response:
+    body, etag = get_services().keys.jwks()
+    return _cacheable_json(body, etag)
+
+
+@bp.get("/.well-known/openid-configuration")
+def openid_configuration() -> Response:
+    body = json.dumps(discovery_document(get_services().settings)).encode()
+    return _cacheable_json(body, None)
+
+
+def discovery_document(settings: dict[str, Any]) -> dict[str, Any]:
+    """Describe this server per RFC 8414 and OpenID Connect Discovery."""
+    issuer = settings["IDP_ISSUER"]
+    client_auth = ["client_secret_basic", "client_secret_post"]
+    return {
+        "issuer": issuer,
+        "jwks_uri": f"{issuer}/.well-known/jwks.json",
+        "token_endpoint": f"{issuer}/oauth/token",
+        "revocation_endpoint": f"{issuer}/oauth/revoke",
+        "introspection_endpoint": f"{issuer}/oauth/introspect",
+        "grant_types_supported": ["client_credentials", "refresh_token"],
+        "response_types_supported": [],
+        "scopes_supported": sorted(API_SCOPE.split()),
+        "token_endpoint_auth_methods_supported": [*client_auth, "none"],
+        "revocation_endpoint_auth_methods_supported": [*client_auth, "none"],
+        "introspection_endpoint_auth_methods_supported": client_auth,
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": ["RS256"],
+        "access_token_signing_alg_values_supported": ["RS256"],
+        "claims_supported": ["iss", "sub", "aud", "exp", "iat", "jti", "client_id", "scope", "sid"],
+    }
+
+
+def _cacheable_json(body: bytes, etag: str | None) -> Response:
+    response = Response(body, mimetype="application/json")
+    response.headers["Cache-Control"] = f"public, max-age={JWKS_MAX_AGE}"
+    if etag is not None:
+        response.set_etag(etag)
+        response.make_conditional(request)
+    return response

@@ -1,0 +1,187 @@
+"""RS256 access tokens in the RFC 9068 profile: minting, and verification that trusts nothing.
+
+Verification follows RFC 8725: the algorithm is fixed (never read from the token), the key is
+chosen only among our own published keys by kid, key-carrying headers are refused, and every
+registered claim is checked before the database sees any value from the token.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import secrets
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from joserfc import jwt
+from joserfc.errors import JoseError
+from joserfc.jwt import JWTClaimsRegistry
+from sqlalchemy import select
+
+from idp.errors import InvalidAccessToken
+from idp.extensions import db
+from idp.models import OAuthClient, RefreshSession, RevokedAccessToken, User
+from idp.services.keys import ALGORITHM, KeyStore
+
+TOKEN_TYPE = "at+jwt"
+MAX_TOKEN_LENGTH = 4096
+# Headers that would let a token name its own key or critical extensions we do not implement.
+_FORBIDDEN_HEADERS = frozenset({"jku", "jwk", "x5u", "x5c", "crit", "zip", "enc"})
+
+
+@dataclass(frozen=True)
+class AccessToken:
+    """A verified access token and whom it was issued for."""
+
+    claims: dict[str, Any]
+    user: User | None = None
+    scopes: frozenset[str] = field(default_factory=frozenset)
+
+    @property
+    def jti(self) -> str:
+        return self.claims["jti"]
+
+
+@dataclass(frozen=True)
+class IssuedAccessToken:
+    token: str
+    expires_in: int
+    claims: dict[str, Any]
+
+
+class AccessTokenService:
+    """Mint and verify the server's access tokens."""
+
+    def __init__(self, keys: KeyStore, issuer: str, audience: str, ttl: int, leeway: int) -> None:
+        self.keys = keys
+        self.issuer = issuer
+        self.audience = audience
+        self.ttl = ttl
+        self.leeway = leeway
+
+    def issue(
+        self,
+        *,
+        subject: str,
+        client_id: str,
+        scope: str,
+        now: datetime,
+        session_id: str | None = None,
+    ) -> IssuedAccessToken:
+        """Sign an access token for a user session (session_id given) or for a client."""
+        kid, key = self.keys.signing_key()
+        iat = int(now.timestamp())
+        claims: dict[str, Any] = {
+            "iss": self.issuer,
+            "sub": subject,
+            "aud": self.audience,
+            "exp": iat + self.ttl,
+            "iat": iat,
+            "jti": secrets.token_urlsafe(16),
+            "client_id": client_id,
+            "scope": scope,
+        }
+        if session_id is not None:
+            claims["sid"] = session_id
+        header = {"alg": ALGORITHM, "typ": TOKEN_TYPE, "kid": kid}
+        token = jwt.encode(header, claims, key, algorithms=[ALGORITHM])
+        return IssuedAccessToken(token, self.ttl, claims)
+
+    def decode(self, token: str, now: datetime) -> dict[str, Any]:
+        """Check signature and claims only; raise InvalidAccessToken on any doubt."""
+        if not isinstance(token, str) or not token or len(token) > MAX_TOKEN_LENGTH:
+            raise InvalidAccessToken()
+        header = _unverified_header(token)
+        if header.get("alg") != ALGORITHM:
+            raise InvalidAccessToken()
+        if str(header.get("typ", "")).lower() not in (TOKEN_TYPE, f"application/{TOKEN_TYPE}"):
+            raise InvalidAccessToken()
+        if _FORBIDDEN_HEADERS & header.keys():
+            raise InvalidAccessToken()
+        kid = header.get("kid")
+        key = self.keys.verification_key(kid) if isinstance(kid, str) else None
+        if key is None:
+            raise InvalidAccessToken()
+        try:
+            decoded = jwt.decode(token, key, algorithms=[ALGORITHM])
+            registry = JWTClaimsRegistry(
+                now=int(now.timestamp()),
+                leeway=self.leeway,
+                iss={"essential": True, "value": self.issuer},
+                aud={"essential": True, "value": self.audience},
+                sub={"essential": True},
+                exp={"essential": True},
+                iat={"essential": True},
+                jti={"essential": True},
+                client_id={"essential": True},
+            )
+            registry.validate(decoded.claims)
+        except (JoseError, ValueError, TypeError) as exc:
+            raise InvalidAccessToken() from exc
+        claims = decoded.claims
+        if not _well_typed(claims):
+            raise InvalidAccessToken()
+        if claims["iat"] > int(now.timestamp()) + self.leeway:
+            raise InvalidAccessToken()
+        return claims
+
+    def verify(self, token: str, now: datetime) -> AccessToken:
+        """Decode the token, then check it against revocation and the account or client."""
+        claims = self.decode(token, now)
+        if db.session.get(RevokedAccessToken, claims["jti"]) is not None:
+            raise InvalidAccessToken()
+        scopes = frozenset(claims.get("scope", "").split())
+        if "sid" not in claims:
+            client = db.session.scalar(
+                select(OAuthClient).where(OAuthClient.client_id == claims["client_id"])
+            )
+            if client is None or client.deleted_at is not None or claims["sub"] != client.client_id:
+                raise InvalidAccessToken()
+            return AccessToken(claims, None, scopes)
+        row = db.session.execute(
+            select(User, RefreshSession.revoked_at)
+            .join(RefreshSession, RefreshSession.user_id == User.id)
+            .where(User.public_id == claims["sub"], RefreshSession.public_id == claims["sid"])
+        ).first()
+        if row is None:
+            raise InvalidAccessToken()
+        user, session_revoked_at = row
+        if session_revoked_at is not None or not user.is_active:
+            raise InvalidAccessToken()
+        valid_after = user.sessions_valid_after
+        if valid_after is not None and claims["iat"] < int(valid_after.timestamp()):
+            raise InvalidAccessToken()
+        return AccessToken(claims, user, scopes)
+
+
+def _unverified_header(token: str) -> dict[str, Any]:
+    parts = token.split(".")
+    if len(parts) != 3 or not all(parts):
+        raise InvalidAccessToken()
+    segment = parts[0]
+    try:
+        raw = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+        header = json.loads(raw)
+    except (binascii.Error, ValueError) as exc:
+        raise InvalidAccessToken() from exc
+    if not isinstance(header, dict):
+        raise InvalidAccessToken()
+    return header
+
+
+def _well_typed(claims: dict[str, Any]) -> bool:
+    strings = ("sub", "jti", "client_id")
+    if not all(isinstance(claims.get(name), str) and claims[name] for name in strings):
+        return False
+    if len(claims["jti"]) > 64 or len(claims["sub"]) > 64 or len(claims["client_id"]) > 64:
+        return False
+    if not isinstance(claims.get("scope", ""), str):
+        return False
+    if "sid" in claims and not (isinstance(claims["sid"], str) and len(claims["sid"]) <= 43):
+        return False
+    numbers = ("exp", "iat")
+    return all(
+        isinstance(claims[name], int) and not isinstance(claims[name], bool) for name in numbers
+    )

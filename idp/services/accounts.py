@@ -1,0 +1,166 @@
+"""Accounts: registration, email verification, login checks and password reset."""
+
+from __future__ import annotations
+
+import logging
+import unicodedata
+import uuid
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from idp.errors import (
+    EmailAlreadyRegistered,
+    EmailNotVerified,
+    InvalidCredentials,
+    ValidationFailed,
+)
+from idp.extensions import db
+from idp.models import User
+from idp.services import one_time_tokens as ott
+from idp.services.mail import MailService
+from idp.services.passwords import (
+    MAX_PASSWORD_LENGTH,
+    PasswordService,
+    password_policy_errors,
+)
+from idp.services.sessions import API_SCOPE, PASSWORD_RESET, SessionService, TokenPair
+
+log = logging.getLogger(__name__)
+
+
+def canonical_email(email: str) -> str:
+    """Return the key under which an address is unique: compatibility-normalised and case-folded."""
+    return unicodedata.normalize("NFKC", email).casefold()
+
+
+class AccountService:
+    """Every rule about a user's account and its mails."""
+
+    def __init__(
+        self,
+        passwords: PasswordService,
+        mail: MailService,
+        sessions: SessionService,
+        api_client_id: str,
+    ) -> None:
+        self.passwords = passwords
+        self.mail = mail
+        self.sessions = sessions
+        self.api_client_id = api_client_id
+
+    def find_by_email(self, email: str) -> User | None:
+        """Return the account for an address in any case or spelling, if there is one."""
+        return db.session.scalar(select(User).where(User.email_canonical == canonical_email(email)))
+
+    def register(
+        self,
+        *,
+        email: str,
+        password: str,
+        first_name: str,
+        last_name: str,
+        company_name: str | None,
+        now: datetime,
+    ) -> User:
+        """Create an inactive account and mail its verification link."""
+        problems = password_policy_errors(password)
+        if problems:
+            raise ValidationFailed(errors={"password": problems})
+        # Hash before touching the database so no transaction is held open during the work.
+        password_hash = self.passwords.hash(password)
+        user = User(
+            public_id=str(uuid.uuid4()),
+            email=email,
+            email_canonical=canonical_email(email),
+            password_hash=password_hash,
+            first_name=first_name,
+            last_name=last_name,
+            company_name=company_name,
+            is_active=False,
+            created_at=now,
+            updated_at=now,
+        )
+        db.session.add(user)
+        raw = ott.issue_one_time_token(user, ott.VERIFY_EMAIL, now)
+        try:
+            db.session.commit()
+        except IntegrityError as exc:
+            # The unique index decides races: of two concurrent sign-ups exactly one commits.
+            db.session.rollback()
+            raise EmailAlreadyRegistered() from exc
+        log.info("user registered", extra={"user": user.public_id})
+        self.mail.send_verification_email(user.email, user.first_name, raw)
+        return user
+
+    def verify_email(self, raw_token: str, now: datetime) -> User:
+        """Spend a verification token and activate its account."""
+        user_id = ott.consume_one_time_token(raw_token, ott.VERIFY_EMAIL, now)
+        user = db.session.get(User, user_id)
+        assert user is not None  # the foreign key guarantees it
+        if user.email_verified_at is None:
+            user.email_verified_at = now
+            user.is_active = True
+        db.session.commit()
+        log.info("email verified", extra={"user": user.public_id})
+        return user
+
+    def resend_verification(self, email: str, now: datetime) -> None:
+        """Mail a new verification link if the address belongs to an unverified account."""
+        user = self.find_by_email(email)
+        if user is None or user.email_verified_at is not None:
+            db.session.rollback()
+            return
+        raw = ott.issue_one_time_token(user, ott.VERIFY_EMAIL, now)
+        db.session.commit()
+        self.mail.send_verification_email(user.email, user.first_name, raw)
+
+    def authenticate(self, email: str, password: str, now: datetime) -> User:
+        """Check a login; unknown email and wrong password fail alike and cost the same."""
+        if len(password) > MAX_PASSWORD_LENGTH:
+            raise InvalidCredentials()  # no stored password can be this long
+        user = self.find_by_email(email)
+        stored_hash = user.password_hash if user is not None else None
+        # End the read transaction before the deliberately slow hash.
+        db.session.commit()
+        if not self.passwords.verify(stored_hash, password) or user is None:
+            raise InvalidCredentials()
+        # Only someone who knows the password learns that the address is unverified.
+        if user.email_verified_at is None or not user.is_active:
+            raise EmailNotVerified()
+        if self.passwords.needs_rehash(user.password_hash):
+            user.password_hash = self.passwords.hash(password)
+        user.last_login_at = now
+        return user
+
+    def login(self, email: str, password: str, now: datetime) -> TokenPair:
+        """Check a login and open a session for the /api/v1/auth client."""
+        user = self.authenticate(email, password, now)
+        return self.sessions.start(user, self.api_client_id, API_SCOPE, now)
+
+    def request_password_reset(self, email: str, now: datetime) -> None:
+        """Mail a reset link if the address has an account; say nothing either way."""
+        user = self.find_by_email(email)
+        if user is None:
+            db.session.rollback()
+            return
+        raw = ott.issue_one_time_token(user, ott.PASSWORD_RESET, now)
+        db.session.commit()
+        self.mail.send_password_reset_email(user.email, user.first_name, raw)
+
+    def confirm_password_reset(self, raw_token: str, new_password: str, now: datetime) -> User:
+        """Set a new password with a reset token and end every session of the user."""
+        problems = password_policy_errors(new_password)
+        if problems:
+            raise ValidationFailed(errors={"new_password": problems})
+        password_hash = self.passwords.hash(new_password)
+        user_id = ott.consume_one_time_token(raw_token, ott.PASSWORD_RESET, now)
+        user = db.session.get(User, user_id)
+        assert user is not None
+        user.password_hash = password_hash
+        user.sessions_valid_after = now
+        self.sessions.revoke_all_for_user(user, PASSWORD_RESET, now)
+        db.session.commit()
+        log.info("password reset", extra={"user": user.public_id})
+        return user

@@ -1,0 +1,82 @@
+"""OAuth clients: registration by an admin, lookup and secret checks."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+
+from idp.extensions import db
+from idp.models import OAuthClient
+from idp.services.secret_tokens import digest, digest_matches, new_secret
+
+CONFIDENTIAL_GRANTS = frozenset({"client_credentials"})
+SCOPE_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789:._-/")
+
+
+class ClientCommandError(Exception):
+    """An admin asked for a client that cannot exist."""
+
+
+@dataclass(frozen=True)
+class CreatedClient:
+    client: OAuthClient
+    client_secret: str  # shown once, never stored
+
+
+def create_client(name: str, scope: str, now: datetime) -> CreatedClient:
+    """Register a confidential client for the client_credentials grant; return its secret once."""
+    scopes = scope.split()
+    if not name.strip():
+        raise ClientCommandError("a client needs a name")
+    for item in scopes:
+        if not set(item) <= SCOPE_CHARS:
+            raise ClientCommandError(f"invalid scope {item!r}")
+    secret = new_secret()
+    client = OAuthClient(
+        client_id=secrets.token_urlsafe(18),
+        client_secret_hash=digest(secret),
+        name=name.strip(),
+        grant_types=" ".join(sorted(CONFIDENTIAL_GRANTS)),
+        scope=" ".join(dict.fromkeys(scopes)),
+        created_at=now,
+    )
+    db.session.add(client)
+    db.session.commit()
+    return CreatedClient(client, secret)
+
+
+def list_clients() -> list[OAuthClient]:
+    """Return every client that is not deleted, oldest first."""
+    return list(
+        db.session.scalars(
+            select(OAuthClient).where(OAuthClient.deleted_at.is_(None)).order_by(OAuthClient.id)
+        )
+    )
+
+
+def find_client(client_id: str) -> OAuthClient | None:
+    """Return a live client by its public id."""
+    if not isinstance(client_id, str) or len(client_id) > 64:
+        return None
+    return db.session.scalar(
+        select(OAuthClient).where(
+            OAuthClient.client_id == client_id, OAuthClient.deleted_at.is_(None)
+        )
+    )
+
+
+def check_client_secret(client: OAuthClient, secret: str) -> bool:
+    """Compare a presented secret with the stored digest in constant time."""
+    return isinstance(secret, str) and digest_matches(secret, client.client_secret_hash)
+
+
+def delete_client(client_id: str, now: datetime) -> None:
+    """Mark a client deleted: it can no longer authenticate and its tokens stop verifying."""
+    client = find_client(client_id)
+    if client is None:
+        raise ClientCommandError(f"no client with id {client_id}")
+    client.deleted_at = now
+    db.session.commit()

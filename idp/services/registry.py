@@ -1,0 +1,71 @@
+"""Builds the services of one application and hands them to the HTTP and CLI layers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from flask import Flask, current_app
+
+from idp.extensions import mail
+from idp.services.access_tokens import AccessTokenService
+from idp.services.accounts import AccountService
+from idp.services.keys import KeyStore
+from idp.services.mail import LogBackend, MailBackend, MailService, SMTPBackend
+from idp.services.passwords import PasswordService
+from idp.services.sessions import SessionService
+
+EXTENSION_KEY = "idp.services"
+
+
+@dataclass(frozen=True)
+class Services:
+    settings: dict[str, Any]
+    keys: KeyStore
+    passwords: PasswordService
+    access_tokens: AccessTokenService
+    sessions: SessionService
+    mail: MailService
+    accounts: AccountService
+
+
+def init_app(app: Flask, settings: dict[str, Any]) -> Services:
+    """Create the services for an application from its settings."""
+    keys = KeyStore(settings["IDP_KEYS_DIR"], settings["IDP_KEYS_RELOAD_INTERVAL"])
+    passwords = PasswordService(
+        settings["IDP_ARGON2_TIME_COST"],
+        settings["IDP_ARGON2_MEMORY_COST"],
+        settings["IDP_ARGON2_PARALLELISM"],
+    )
+    access_tokens = AccessTokenService(
+        keys,
+        issuer=settings["IDP_ISSUER"],
+        audience=settings["IDP_AUDIENCE"],
+        ttl=settings["IDP_ACCESS_TOKEN_TTL"],
+        leeway=settings["IDP_TOKEN_LEEWAY"],
+    )
+    sessions = SessionService(
+        access_tokens, settings["IDP_REFRESH_TOKEN_TTL"], settings["IDP_REFRESH_REUSE_GRACE"]
+    )
+    backend: MailBackend
+    if settings["IDP_MAIL_SERVER"]:
+        backend = SMTPBackend(mail, settings["IDP_MAIL_TIMEOUT"])
+    else:
+        backend = LogBackend()
+    mail_service = MailService(backend, settings["IDP_FRONTEND_URL"])
+    services = Services(
+        settings=settings,
+        keys=keys,
+        passwords=passwords,
+        access_tokens=access_tokens,
+        sessions=sessions,
+        mail=mail_service,
+        accounts=AccountService(passwords, mail_service, sessions, settings["IDP_API_CLIENT_ID"]),
+    )
+    app.extensions[EXTENSION_KEY] = services
+    return services
+
+
+def get_services() -> Services:
+    """Return the services of the current application."""
+    return current_app.extensions[EXTENSION_KEY]
