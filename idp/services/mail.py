@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import flask_mail
-from flask import render_template
+from flask import current_app, render_template
 
 log = logging.getLogger(__name__)
 
@@ -32,15 +32,15 @@ class MailBackend(Protocol):
 class SMTPBackend:
     """Deliver through flask-mail, with a connect/read timeout so a hung server cannot stall us."""
 
-    def __init__(self, mail: flask_mail.Mail, timeout: int) -> None:
-        self.mail = mail
+    def __init__(self, timeout: int) -> None:
         self.timeout = timeout
 
     def send(self, mail: OutgoingMail) -> None:
         message = flask_mail.Message(
             subject=mail.subject, recipients=[mail.to], body=mail.text, html=mail.html
         )
-        with _TimeoutConnection(self.mail.state, self.timeout) as connection:
+        state = current_app.extensions["mail"]  # flask-mail's settings for this app
+        with _TimeoutConnection(state, self.timeout) as connection:
             message.send(connection)
 
 

@@ -7,7 +7,6 @@ from typing import Any
 
 from flask import Flask, current_app
 
-from idp.extensions import mail
 from idp.services.access_tokens import AccessTokenService
 from idp.services.accounts import AccountService
 from idp.services.keys import KeyStore
@@ -49,7 +48,7 @@ def init_app(app: Flask, settings: dict[str, Any]) -> Services:
     )
     backend: MailBackend
     if settings["IDP_MAIL_SERVER"]:
-        backend = SMTPBackend(mail, settings["IDP_MAIL_TIMEOUT"])
+        backend = SMTPBackend(settings["IDP_MAIL_TIMEOUT"])
     else:
         backend = LogBackend()
     mail_service = MailService(backend, settings["IDP_FRONTEND_URL"])

@@ -1,0 +1,115 @@
+"""Fixtures: the real app factory over a real database, real SMTP and a real keys folder.
+
+The database is SQLite unless IDP_TEST_DATABASE_URL names a PostgreSQL server, in which case
+each run creates (and drops) a database of its own there.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from flask_migrate import upgrade
+from sqlalchemy import delete
+
+from idp import create_app
+from idp.extensions import db
+from tests.support import SMTPServer, create_postgres_database, drop_postgres_database
+
+# Cheap Argon2 keeps the suite fast; tests that measure hashing set their own.
+FAST_ARGON2 = {
+    "IDP_ARGON2_TIME_COST": 1,
+    "IDP_ARGON2_MEMORY_COST": 1024,
+    "IDP_ARGON2_PARALLELISM": 1,
+}
+ISSUER = "http://idp.test"
+PASSWORD = "Correct-Horse-7"
+
+
+@pytest.fixture(scope="session")
+def smtp() -> Iterator[SMTPServer]:
+    server = SMTPServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    base = os.environ.get("IDP_TEST_DATABASE_URL")
+    if not base:
+        yield f"sqlite:///{tmp_path_factory.mktemp('db') / 'idp.sqlite3'}"
+        return
+    url = create_postgres_database(base)
+    yield url
+    drop_postgres_database(url)
+
+
+@pytest.fixture(scope="session")
+def keys_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("keys")
+
+
+@pytest.fixture(scope="session")
+def base_settings(database_url: str, keys_dir: Path, smtp: SMTPServer) -> dict[str, Any]:
+    settings = {
+        "IDP_DATABASE_URL": database_url,
+        "IDP_KEYS_DIR": str(keys_dir),
+        "IDP_ISSUER": ISSUER,
+        "IDP_SECRET_KEY": "test-secret-key-not-for-production",
+        "IDP_MAIL_SERVER": "127.0.0.1",
+        "IDP_MAIL_PORT": smtp.port,
+        "IDP_MAIL_TIMEOUT": 5,
+        "IDP_FRONTEND_URL": "http://frontend.test",
+        **FAST_ARGON2,
+    }
+    migrator = create_app(settings)
+    with migrator.app_context():
+        upgrade()
+        db.engine.dispose()
+    return settings
+
+
+@pytest.fixture
+def make_app(base_settings: dict[str, Any], smtp: SMTPServer) -> Iterator[Any]:
+    """Build apps through the real factory with overrides; empty every table afterwards."""
+    apps: list[Flask] = []
+
+    def factory(**overrides: Any) -> Flask:
+        app = create_app({**base_settings, **overrides})
+        app.config["TESTING"] = True
+        apps.append(app)
+        return app
+
+    smtp.mailbox.clear()
+    yield factory
+    if apps:
+        with apps[0].app_context():
+            db.session.remove()
+            for table in reversed(db.metadata.sorted_tables):
+                db.session.execute(delete(table))
+            db.session.commit()
+    for app in apps:
+        with app.app_context():
+            db.session.remove()
+            db.engine.dispose()
+
+
+@pytest.fixture
+def app(make_app: Any) -> Flask:
+    return make_app()
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture
+def mailbox(smtp: SMTPServer) -> Any:
+    return smtp.mailbox
