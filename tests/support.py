@@ -58,7 +58,7 @@ class Mailbox:
         self.messages: list[ReceivedMail] = []
         self._lock = threading.Lock()
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         with self._lock:
             self.messages.append(
                 ReceivedMail(list(envelope.rcpt_tos), email.message_from_bytes(envelope.content))

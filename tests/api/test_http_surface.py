@@ -1,0 +1,82 @@
+import pytest
+
+from tests.flows import API
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        f"{API}/login/",
+        f"{API}/login",
+        "/api/v1/auth//login/",
+        "/API/v1/Auth/LOGIN/",
+    ],
+)
+def test_every_spelling_of_a_path_reaches_the_same_view(client, path):
+    response = client.post(path, json={"email": "nobody@example.com", "password": "Wrong-1a"})
+    assert response.status_code == 401
+    assert response.json["code"] == "invalid_credentials"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status", "code"),
+    [
+        ("get", f"{API}/nothing-here/", 404, "not_found"),
+        ("get", f"{API}/login/", 405, "method_not_allowed"),
+        ("delete", f"{API}/register/", 405, "method_not_allowed"),
+        ("post", f"{API}/verify-token/", 405, "method_not_allowed"),
+    ],
+)
+def test_routing_errors_use_the_envelope(client, method, path, status, code):
+    response = getattr(client, method)(path)
+    assert response.status_code == status
+    assert response.json == {
+        "success": False,
+        "message": response.json["message"],
+        "code": code,
+    }
+    assert isinstance(response.json["message"], str) and response.json["message"]
+
+
+def test_an_oversized_body_is_413_in_the_envelope(client):
+    response = client.post(
+        f"{API}/register/", data="{" + " " * 70_000 + "}", content_type="application/json"
+    )
+    assert response.status_code == 413
+    assert response.json["code"] == "payload_too_large"
+
+
+def test_an_unexpected_error_is_a_500_envelope_without_details(app, client, monkeypatch):
+    from idp.services.accounts import AccountService
+
+    def explode(*args, **kwargs):
+        raise RuntimeError("secret internal detail")
+
+    monkeypatch.setattr(AccountService, "request_password_reset", explode)
+    response = client.post(f"{API}/password-reset/", json={"email": "a@example.com"})
+    assert response.status_code == 500
+    assert response.json["success"] is False
+    assert "secret internal detail" not in response.get_data(as_text=True)
+    assert "Traceback" not in response.get_data(as_text=True)
+    assert response.headers["X-Request-ID"]
+
+
+def test_security_headers_on_every_answer(client):
+    for response in (
+        client.get(f"{API}/verify-token/"),
+        client.get("/.well-known/jwks.json"),
+        client.get("/nowhere"),
+    ):
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
+        assert response.headers["Referrer-Policy"] == "no-referrer"
+        assert response.headers["X-Frame-Options"] == "DENY"
+    assert client.get(f"{API}/verify-token/").headers["Cache-Control"] == "no-store"
+
+
+def test_unauthenticated_answers_say_how_to_authenticate(client):
+    response = client.get(f"{API}/verify-token/")
+    assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"] == "Bearer"
+    bad = client.get(f"{API}/verify-token/", headers={"Authorization": "Bearer abc.def.ghi"})
+    assert bad.status_code == 401
+    assert 'error="invalid_token"' in bad.headers["WWW-Authenticate"]

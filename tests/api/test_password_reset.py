@@ -1,0 +1,96 @@
+from datetime import timedelta
+
+from sqlalchemy import select
+
+from idp.extensions import db
+from idp.models import OneTimeToken
+from tests.flows import API, PASSWORD, logged_in_user, login, unique_email, verify_token
+
+NEW_PASSWORD = "Brand-New-Secret-9"
+
+
+def request_reset(client, email):
+    return client.post(f"{API}/password-reset/", json={"email": email})
+
+
+def confirm(client, token, password=NEW_PASSWORD):
+    return client.post(
+        f"{API}/password-reset-confirm/", json={"token": token, "new_password": password}
+    )
+
+
+def test_reset_answers_the_same_for_every_address(client, mailbox):
+    user = logged_in_user(client, mailbox)
+    known = request_reset(client, user.email)
+    stranger = unique_email()
+    unknown = request_reset(client, stranger)
+    assert known.status_code == unknown.status_code == 200
+    assert known.json == unknown.json
+    assert mailbox.to(stranger) == []
+    mail = mailbox.wait_for(user.email, 2)[-1]
+    assert "http://frontend.test/reset-password?token=" in mail.text
+
+
+def test_reset_sets_the_password_and_ends_every_session(client, mailbox):
+    user = logged_in_user(client, mailbox)
+    second = login(client, user.email).json["data"]
+    request_reset(client, user.email)
+    token = mailbox.wait_for(user.email, 2)[-1].token
+    response = confirm(client, token)
+    assert response.status_code == 200
+    for access in (user.token, second["token"]):
+        assert verify_token(client, access).status_code == 401
+    for refresh in (user.refresh_token, second["refresh_token"]):
+        assert (
+            client.post(f"{API}/token/refresh/", json={"refresh_token": refresh}).status_code == 401
+        )
+    assert login(client, user.email, PASSWORD).status_code == 401
+    fresh = login(client, user.email, NEW_PASSWORD)
+    assert fresh.status_code == 200
+    assert verify_token(client, fresh.json["data"]["token"]).status_code == 200
+
+
+def test_a_reset_link_works_once_and_spends_its_siblings(client, mailbox):
+    user = logged_in_user(client, mailbox)
+    request_reset(client, user.email)
+    request_reset(client, user.email)
+    first, second = (m.token for m in mailbox.wait_for(user.email, 3)[-2:])
+    assert confirm(client, second).status_code == 200
+    assert confirm(client, second, "Another-Secret-8").status_code == 400
+    assert confirm(client, first, "Another-Secret-8").status_code == 400
+    assert login(client, user.email, NEW_PASSWORD).status_code == 200
+
+
+def test_a_weak_new_password_is_refused_and_the_link_still_works(client, mailbox):
+    user = logged_in_user(client, mailbox)
+    request_reset(client, user.email)
+    token = mailbox.wait_for(user.email, 2)[-1].token
+    weak = confirm(client, token, "weakpass")
+    assert weak.status_code == 400
+    assert "new_password" in weak.json["errors"]
+    assert confirm(client, token).status_code == 200
+
+
+def test_reset_links_live_24_hours_and_are_stored_hashed(app, client, mailbox):
+    user = logged_in_user(client, mailbox)
+    request_reset(client, user.email)
+    token = mailbox.wait_for(user.email, 2)[-1].token
+    with app.app_context():
+        row = db.session.scalar(
+            select(OneTimeToken).where(OneTimeToken.purpose == "password_reset")
+        )
+        assert row.expires_at - row.created_at == timedelta(hours=24)
+        assert token not in row.token_hash
+        row.expires_at = row.created_at
+        db.session.commit()
+    assert confirm(client, token).status_code == 400
+
+
+def test_a_verification_token_cannot_reset_a_password(client, mailbox):
+    email = unique_email()
+    client.post(
+        f"{API}/register/",
+        json={"email": email, "password": PASSWORD, "first_name": "A", "last_name": "B"},
+    )
+    verification = mailbox.wait_for(email)[0].token
+    assert confirm(client, verification).status_code == 400

@@ -1,0 +1,109 @@
+import threading
+from datetime import timedelta
+
+from sqlalchemy import update
+
+from idp.clock import utcnow
+from idp.extensions import db
+from idp.models import RefreshToken
+from tests.flows import API, logged_in_user, verify_token
+
+
+def refresh(client, token):
+    return client.post(f"{API}/token/refresh/", json={"refresh_token": token})
+
+
+def test_refresh_rotates_the_pair(client, mailbox):
+    user = logged_in_user(client, mailbox)
+    response = refresh(client, user.refresh_token)
+    assert response.status_code == 200
+    assert response.headers["Cache-Control"] == "no-store"
+    data = response.json["data"]
+    assert data["refresh_token"] != user.refresh_token
+    assert data["token"] != user.token
+    assert verify_token(client, data["token"]).status_code == 200
+    assert refresh(client, data["refresh_token"]).status_code == 200
+
+
+def test_replaying_a_spent_refresh_token_revokes_the_whole_family(client, mailbox):
+    user = logged_in_user(client, mailbox)
+    rotated = refresh(client, user.refresh_token).json["data"]
+    replay = refresh(client, user.refresh_token)
+    assert replay.status_code == 401
+    assert replay.json["code"] == "invalid_refresh_token"
+    # The thief's replay also ends the legitimate branch and its access tokens.
+    assert refresh(client, rotated["refresh_token"]).status_code == 401
+    assert verify_token(client, rotated["token"]).status_code == 401
+    assert verify_token(client, user.token).status_code == 401
+
+
+def test_other_sessions_survive_a_reuse_in_one_session(client, mailbox):
+    user = logged_in_user(client, mailbox)
+    other = client.post(f"{API}/login/", json={"email": user.email, "password": user.password})
+    refresh(client, user.refresh_token)
+    refresh(client, user.refresh_token)
+    assert verify_token(client, other.json["data"]["token"]).status_code == 200
+
+
+def test_concurrent_refreshes_never_leave_two_live_branches(app, client, mailbox):
+    user = logged_in_user(client, mailbox)
+    barrier = threading.Barrier(4)
+    results: list[tuple[int, str | None]] = []
+
+    def attempt() -> None:
+        own = app.test_client()
+        barrier.wait()
+        response = refresh(own, user.refresh_token)
+        data = response.json.get("data") or {}
+        results.append((response.status_code, data.get("refresh_token")))
+
+    threads = [threading.Thread(target=attempt) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    winners = [token for status, token in results if status == 200]
+    assert len(winners) <= 1
+    assert sum(1 for status, _ in results if status == 401) >= 3
+    live = [token for token in winners if refresh(client, token).status_code == 200]
+    assert live == []  # strict mode: the replays revoked the family
+
+
+def test_grace_window_lets_a_just_rotated_token_be_replayed(make_app, mailbox):
+    client = make_app(IDP_REFRESH_REUSE_GRACE=30).test_client()
+    user = logged_in_user(client, mailbox)
+    first = refresh(client, user.refresh_token)
+    second = refresh(client, user.refresh_token)
+    assert first.status_code == second.status_code == 200
+    assert verify_token(client, second.json["data"]["token"]).status_code == 200
+    assert refresh(client, first.json["data"]["refresh_token"]).status_code == 200
+
+
+def test_grace_window_does_not_cover_an_old_replay(make_app, mailbox):
+    app = make_app(IDP_REFRESH_REUSE_GRACE=5)
+    client = app.test_client()
+    user = logged_in_user(client, mailbox)
+    rotated = refresh(client, user.refresh_token).json["data"]
+    with app.app_context():
+        db.session.execute(
+            update(RefreshToken)
+            .where(RefreshToken.used_at.is_not(None))
+            .values(used_at=utcnow() - timedelta(seconds=6))
+        )
+        db.session.commit()
+    assert refresh(client, user.refresh_token).status_code == 401
+    assert refresh(client, rotated["refresh_token"]).status_code == 401
+
+
+def test_an_expired_refresh_token_is_refused(app, client, mailbox):
+    user = logged_in_user(client, mailbox)
+    with app.app_context():
+        db.session.execute(update(RefreshToken).values(expires_at=utcnow() - timedelta(seconds=1)))
+        db.session.commit()
+    assert refresh(client, user.refresh_token).status_code == 401
+
+
+def test_unknown_and_malformed_refresh_tokens(client):
+    assert refresh(client, "A" * 43).status_code == 401
+    assert refresh(client, "x").status_code == 400
+    assert client.post(f"{API}/token/refresh/", json={}).status_code == 400

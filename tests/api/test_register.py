@@ -1,0 +1,134 @@
+import threading
+
+import pytest
+from sqlalchemy import func, select
+
+from idp.extensions import db
+from idp.models import OneTimeToken, User
+from tests.flows import API, PASSWORD, register, unique_email
+
+
+def test_register_creates_an_inactive_user_and_mails_a_link(app, client, mailbox):
+    email = unique_email()
+    response = register(client, email, company_name="Analytical Engines")
+    assert response.status_code == 201
+    assert response.json["success"] is True
+    user_id = response.json["data"]["user_id"]
+    with app.app_context():
+        user = db.session.scalar(select(User).where(User.public_id == user_id))
+        assert user.is_active is False
+        assert user.email_verified_at is None
+        assert user.company_name == "Analytical Engines"
+        assert user.password_hash.startswith("$argon2id$")
+        assert PASSWORD not in user.password_hash
+        stored = db.session.scalars(select(OneTimeToken.token_hash)).all()
+    mail = mailbox.wait_for(email)[0]
+    assert mail.text.count("http://frontend.test/verify-email?token=") == 1
+    # Only a digest of the link's token is stored.
+    assert mail.token not in stored and len(stored) == 1
+    assert mail.token in mail.part("text/html")
+
+
+def test_the_public_id_is_opaque_not_sequential(client):
+    first = register(client, unique_email()).json["data"]["user_id"]
+    second = register(client, unique_email()).json["data"]["user_id"]
+    assert not first.isdigit() and len(first) >= 32 and first != second
+
+
+@pytest.mark.parametrize("spelling", ["same@example.com", "SAME@example.com", "Same@EXAMPLE.COM"])
+def test_a_duplicate_email_in_any_case_is_409(client, spelling):
+    assert register(client, "same@example.com").status_code == 201
+    response = register(client, spelling)
+    assert response.status_code == 409
+    assert response.json == {
+        "success": False,
+        "message": "An account with this email address already exists.",
+        "code": "email_exists",
+    }
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"email": "not-an-email"}, "email"),
+        ({"email": "a@b"}, "email"),
+        ({"email": 42}, "email"),
+        ({"email": None}, "email"),
+        ({"password": "short1A"}, "password"),
+        ({"password": "alllowercase1"}, "password"),
+        ({"password": "ALLUPPERCASE1"}, "password"),
+        ({"password": "NoDigitsHere"}, "password"),
+        ({"password": "Aa1" + "x" * 200}, "password"),
+        ({"password": "Aa1" + "x" * 2000}, "password"),
+        ({"password": 12345678}, "password"),
+        ({"first_name": ""}, "first_name"),
+        ({"first_name": "   "}, "first_name"),
+        ({"first_name": "x" * 151}, "first_name"),
+        ({"first_name": "Ada\x00"}, "first_name"),
+        ({"last_name": "Love\nlace"}, "last_name"),
+        ({"last_name": ["Lovelace"]}, "last_name"),
+        ({"company_name": 7}, "company_name"),
+        ({"company_name": "x" * 201}, "company_name"),
+    ],
+)
+def test_invalid_fields_are_400_with_per_field_errors(app, client, mailbox, changes, field):
+    email = unique_email()
+    body = {"email": email, "password": PASSWORD, "first_name": "Ada", "last_name": "Lovelace"}
+    body.update(changes)
+    response = client.post(f"{API}/register/", json=body)
+    assert response.status_code == 400
+    assert response.json["success"] is False
+    assert response.json["code"] == "validation_error"
+    assert list(response.json["errors"]) == [field]
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(User)) == 0
+    assert mailbox.to(email) == []
+
+
+def test_missing_fields_are_each_reported(client):
+    response = client.post(f"{API}/register/", json={})
+    assert response.status_code == 400
+    assert set(response.json["errors"]) == {"email", "password", "first_name", "last_name"}
+
+
+def test_names_are_stored_as_given_and_escaped_in_html_mail(app, client, mailbox):
+    email = unique_email()
+    response = register(client, email, first_name="<script>alert(1)</script>")
+    assert response.status_code == 201
+    html = mailbox.wait_for(email)[0].part("text/html")
+    assert "<script>" not in html
+    assert "&lt;script&gt;" in html
+
+
+def test_a_failing_smtp_server_does_not_lose_the_account(make_app, mailbox):
+    from tests.support import free_port
+
+    broken = make_app(IDP_MAIL_PORT=free_port(), IDP_MAIL_TIMEOUT=2).test_client()
+    email = unique_email()
+    assert register(broken, email).status_code == 201
+    assert mailbox.to(email) == []
+    # Mail is back: resend delivers a link that works.
+    working = make_app().test_client()
+    assert working.post(f"{API}/resend-verification/", json={"email": email}).status_code == 200
+    token = mailbox.wait_for(email)[0].token
+    assert working.post(f"{API}/verify-email/", json={"token": token}).status_code == 200
+
+
+def test_concurrent_registrations_of_one_email_create_one_account(app, mailbox):
+    barrier = threading.Barrier(6)
+    statuses: list[int] = []
+
+    def attempt(spelling: str) -> None:
+        client = app.test_client()
+        barrier.wait()
+        statuses.append(register(client, spelling).status_code)
+
+    spellings = ["race@example.com", "RACE@example.com", "Race@Example.com"] * 2
+    threads = [threading.Thread(target=attempt, args=(s,)) for s in spellings]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert sorted(statuses) == [201, 409, 409, 409, 409, 409]
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(User)) == 1
