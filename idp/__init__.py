@@ -18,6 +18,16 @@ from idp.services import registry
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
+def _configure_logging(level: str) -> None:
+    """Give the idp loggers a stderr handler unless the host (gunicorn, pytest) set one up."""
+    logger = logging.getLogger("idp")
+    logger.setLevel(level.upper())
+    if not logger.handlers and not logging.getLogger().handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        logger.addHandler(handler)
+
+
 def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     """Build an application: config, extensions, blueprints, error handlers, CLI."""
     app = Flask(
@@ -29,7 +39,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     app.config.from_mapping(flask_config(settings))
     app.config["IDP"] = settings
     app.json.sort_keys = False  # type: ignore[attr-defined]
-    logging.getLogger("idp").setLevel(settings["IDP_LOG_LEVEL"].upper())
+    _configure_logging(settings["IDP_LOG_LEVEL"])
 
     database.init_app(app, str(PROJECT_ROOT / "migrations"))
     mail.init_app(app)

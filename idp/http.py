@@ -10,6 +10,7 @@ from typing import Any
 
 from flask import Flask, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from idp.api import envelope
 from idp.errors import IdPError, MethodNotAllowed, NotFound, PayloadTooLarge
@@ -52,6 +53,10 @@ class NormalizeAPIPath:
 def init_app(app: Flask) -> None:
     """Attach path folding, request ids, security headers and error handlers."""
     app.wsgi_app = NormalizeAPIPath(app.wsgi_app)  # type: ignore[method-assign]
+    hops = app.config["IDP"]["IDP_TRUSTED_PROXIES"]
+    if hops:
+        # Trust exactly this many X-Forwarded-* hops; with 0 the header is ignored entirely.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)  # type: ignore[method-assign]
     app.before_request(_assign_request_id)
     app.after_request(_security_headers)
     app.register_error_handler(IdPError, _handle_idp_error)

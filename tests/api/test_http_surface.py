@@ -80,3 +80,20 @@ def test_unauthenticated_answers_say_how_to_authenticate(client):
     bad = client.get(f"{API}/verify-token/", headers={"Authorization": "Bearer abc.def.ghi"})
     assert bad.status_code == 401
     assert 'error="invalid_token"' in bad.headers["WWW-Authenticate"]
+
+
+def test_forwarded_for_is_ignored_unless_proxies_are_trusted(make_app):
+    from flask import request
+
+    def address_app(**overrides):
+        app = make_app(**overrides)
+        app.add_url_rule("/whoami", "whoami", lambda: {"addr": request.remote_addr})
+        return app.test_client()
+
+    spoofed = {"X-Forwarded-For": "203.0.113.9"}
+    direct = address_app().get("/whoami", headers=spoofed, environ_base={"REMOTE_ADDR": "10.0.0.1"})
+    assert direct.json["addr"] == "10.0.0.1"
+    proxied = address_app(IDP_TRUSTED_PROXIES=1).get(
+        "/whoami", headers=spoofed, environ_base={"REMOTE_ADDR": "10.0.0.1"}
+    )
+    assert proxied.json["addr"] == "203.0.113.9"
