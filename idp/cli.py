@@ -12,6 +12,9 @@ from idp.services.keys import ACTIVE, STAGED, KeyCommandError
 from idp.services.registry import get_services
 
 keys_cli = AppGroup("keys", help="Manage the RS256 signing keys.")
+# A kid is base64url, so about one in 64 starts with "-": take it as the argument it is, not as
+# an unknown option (the commands have no short options that could swallow part of it).
+KID_ARGUMENT = {"ignore_unknown_options": True}
 clients_cli = AppGroup("clients", help="Manage OAuth clients.")
 
 
@@ -38,7 +41,7 @@ def keys_rotate(staged: bool) -> None:
     click.echo(f"key {kid} is {status}", err=True)
 
 
-@keys_cli.command("activate")
+@keys_cli.command("activate", context_settings=KID_ARGUMENT)
 @click.argument("kid")
 def keys_activate(kid: str) -> None:
     """Sign new tokens with a staged key."""
@@ -49,7 +52,7 @@ def keys_activate(kid: str) -> None:
     click.echo(f"key {kid} is active")
 
 
-@keys_cli.command("retire")
+@keys_cli.command("retire", context_settings=KID_ARGUMENT)
 @click.argument("kid")
 def keys_retire(kid: str) -> None:
     """Remove a key from JWKS; tokens signed with it stop verifying."""

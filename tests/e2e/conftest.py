@@ -1,0 +1,255 @@
+"""Real gunicorn processes for end-to-end tests, and ways to see which worker answered.
+
+Every server runs `.venv/bin/gunicorn -w 2 wsgi:app` from the project root in its own process
+group and is killed (the whole group) when its fixture ends. The access log records the worker
+pid of each request, so a test can check that *both* workers gave the answer it expects.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import re
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from sqlalchemy import delete
+
+from idp import create_app
+from idp.extensions import db
+from tests.support import SMTPServer, free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+VENV_BIN = ROOT / ".venv" / "bin"
+FRONTEND_URL = "http://frontend.e2e.test"
+WORKERS = 2
+STARTUP_TIMEOUT = 30.0
+REQUEST_TIMEOUT = 10.0
+# One line per request: <worker pid>, method, path, query string, status.
+ACCESS_LOG_FORMAT = "%(p)s %(m)s %(U)s %(q)s %(s)s"
+_probe_ids = itertools.count()
+
+
+class Gunicorn:
+    """One gunicorn master with its workers, on 127.0.0.1."""
+
+    def __init__(self, env: dict[str, str], port: int, log_dir: Path) -> None:
+        self.env = env
+        self.port = port
+        self.log_dir = log_dir
+        self.error_log = log_dir / f"gunicorn-{port}-error.log"
+        self.access_log = log_dir / f"gunicorn-{port}-access.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        assert self.process is None, "already running"
+        self.error_log.write_text("")
+        self.access_log.write_text("")
+        command = [
+            str(VENV_BIN / "gunicorn"),
+            "-w",
+            str(WORKERS),
+            "-b",
+            f"127.0.0.1:{self.port}",
+            "--access-logfile",
+            str(self.access_log),
+            "--access-logformat",
+            ACCESS_LOG_FORMAT,
+            # Each server of ours is separate: no shared control socket under $HOME.
+            "--no-control-socket",
+            "--graceful-timeout",
+            "5",
+            "wsgi:app",
+        ]
+        with self.error_log.open("ab") as stderr:
+            self.process = subprocess.Popen(
+                command,
+                cwd=ROOT,
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=stderr,
+                stderr=stderr,
+                start_new_session=True,
+            )
+        self._wait_until_ready()
+
+    def _wait_until_ready(self) -> None:
+        assert self.process is not None
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                self.stop()
+                pytest.fail(f"gunicorn exited during start-up:\n{self.error_log.read_text()}")
+            try:
+                response = requests.get(f"{self.url}/.well-known/openid-configuration", timeout=2)
+            except requests.ConnectionError:
+                time.sleep(0.1)
+                continue
+            if response.status_code == 200:
+                return
+            time.sleep(0.1)
+        log = self.error_log.read_text()
+        self.stop()
+        pytest.fail(f"gunicorn did not answer within {STARTUP_TIMEOUT}s:\n{log}")
+
+    def stop(self) -> None:
+        process, self.process = self.process, None
+        if process is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+        # Workers that outlived their master would keep the port and the database busy.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+
+    def restart(self, **env: str) -> None:
+        """Stop, then start again on the same port with some settings changed."""
+        self.stop()
+        self.env = {**self.env, **env}
+        self.start()
+
+    # -- who answered -----------------------------------------------------------------------
+
+    def worker_pids(self) -> set[str]:
+        """Pids of every worker booted so far (a crashed and replaced one adds a pid)."""
+        return set(re.findall(r"Booting worker with pid: (\d+)", self.error_log.read_text()))
+
+    def served_by(self, probe: str, timeout: float = 2.0) -> str:
+        """Return the pid of the worker that answered the request tagged `probe=<probe>`."""
+        pattern = re.compile(rf"^<(\d+)> \S+ \S+ \S*probe={re.escape(probe)}\b", re.MULTILINE)
+        deadline = time.monotonic() + timeout
+        while True:
+            match = pattern.search(self.access_log.read_text())
+            if match:
+                return match.group(1)
+            if time.monotonic() >= deadline:
+                raise AssertionError(f"probe {probe} is not in the access log")
+            time.sleep(0.02)
+
+    def on_every_worker(
+        self,
+        send: Callable[[dict[str, str]], requests.Response],
+        check: Callable[[requests.Response], None],
+        max_rounds: int = 15,
+    ) -> list[requests.Response]:
+        """Send the same request in concurrent pairs until both workers have answered.
+
+        `send` gets query params to pass along (they tag the request in the access log).
+        Every response, from whichever worker, must pass `check`.
+        """
+        answered: set[str] = set()
+        responses: list[requests.Response] = []
+        with ThreadPoolExecutor(max_workers=WORKERS) as pool:
+            for _ in range(max_rounds):
+                probes = [str(next(_probe_ids)) for _ in range(WORKERS)]
+                round_responses = list(pool.map(lambda p: send({"probe": p}), probes))
+                for probe, response in zip(probes, round_responses, strict=True):
+                    check(response)
+                    answered.add(self.served_by(probe))
+                responses.extend(round_responses)
+                if len(answered) >= WORKERS:
+                    assert answered <= self.worker_pids(), (answered, self.worker_pids())
+                    return responses
+        raise AssertionError(f"only workers {answered} answered in {max_rounds} rounds")
+
+
+def server_env(settings: dict[str, Any], keys_dir: Path, port: int, smtp_port: int) -> dict:
+    """The process environment of a server: only our IDP_* settings, plus what Python needs."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IDP_")}
+    env.pop("FLASK_APP", None)
+    env.update(
+        {
+            "IDP_DATABASE_URL": settings["IDP_DATABASE_URL"],
+            "IDP_KEYS_DIR": str(keys_dir),
+            "IDP_ISSUER": f"http://127.0.0.1:{port}",
+            "IDP_SECRET_KEY": "e2e-secret-key-not-for-production",
+            "IDP_MAIL_SERVER": "127.0.0.1",
+            "IDP_MAIL_PORT": str(smtp_port),
+            "IDP_MAIL_TIMEOUT": "5",
+            "IDP_FRONTEND_URL": FRONTEND_URL,
+            "IDP_KEYS_RELOAD_INTERVAL": "2",
+            "IDP_ARGON2_TIME_COST": "1",
+            "IDP_ARGON2_MEMORY_COST": "1024",
+            "IDP_ARGON2_PARALLELISM": "1",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    return env
+
+
+@pytest.fixture(scope="module")
+def e2e_database(base_settings: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """The migrated test database; emptied once this module's servers are gone."""
+    yield base_settings
+    app = create_app(base_settings)
+    with app.app_context():
+        for table in reversed(db.metadata.sorted_tables):
+            db.session.execute(delete(table))
+        db.session.commit()
+        db.session.remove()
+        db.engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def launch_module(
+    e2e_database: dict[str, Any], smtp: SMTPServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Callable[..., Gunicorn]]:
+    servers: list[Gunicorn] = []
+
+    def start(smtp_port: int | None = None) -> Gunicorn:
+        port = free_port()
+        folder = tmp_path_factory.mktemp("e2e")
+        env = server_env(e2e_database, folder / "keys", port, smtp_port or smtp.port)
+        server = Gunicorn(env, port, folder)
+        servers.append(server)
+        server.start()
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def server(launch_module: Callable[..., Gunicorn]) -> Gunicorn:
+    """A server shared by the tests of a module that do not change its keys or settings."""
+    return launch_module()
+
+
+@pytest.fixture
+def launch(
+    e2e_database: dict[str, Any], smtp: SMTPServer, tmp_path: Path
+) -> Iterator[Callable[..., Gunicorn]]:
+    """Start servers of a test's own (fresh keys folder); they are killed when it ends."""
+    servers: list[Gunicorn] = []
+
+    def start(smtp_port: int | None = None) -> Gunicorn:
+        port = free_port()
+        folder = tmp_path / f"server-{len(servers)}"
+        folder.mkdir()
+        env = server_env(e2e_database, folder / "keys", port, smtp_port or smtp.port)
+        server = Gunicorn(env, port, folder)
+        servers.append(server)
+        server.start()
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
