@@ -96,13 +96,21 @@ def _render(error: IdPError) -> Response:
     return response
 
 
+def _rollback() -> None:
+    """End the request's transaction; an error here must not hide the original one."""
+    try:
+        db.session.rollback()
+    except Exception:
+        log.warning("rollback failed", exc_info=True)
+
+
 def _handle_idp_error(error: IdPError) -> Response:
-    db.session.rollback()
+    _rollback()
     return _render(error)
 
 
 def _handle_http_exception(error: HTTPException) -> Response:
-    db.session.rollback()
+    _rollback()
     status = error.code or 500
     error_class = _HTTP_TO_ERROR.get(status)
     if error_class is not None:
@@ -119,6 +127,6 @@ def _handle_http_exception(error: HTTPException) -> Response:
 
 
 def _handle_unexpected(error: Exception) -> Response:
-    db.session.rollback()
+    _rollback()
     log.exception("unhandled error", extra={"request_id": g.get("request_id")})
     return _render(IdPError())

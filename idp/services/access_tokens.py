@@ -164,7 +164,8 @@ def _unverified_header(token: str) -> dict[str, Any]:
     try:
         raw = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
         header = json.loads(raw)
-    except (binascii.Error, ValueError) as exc:
+    except (binascii.Error, ValueError, RecursionError) as exc:
+        # RecursionError: a header of deeply nested arrays, which json raises on, not ValueError.
         raise InvalidAccessToken() from exc
     if not isinstance(header, dict):
         raise InvalidAccessToken()

@@ -59,7 +59,8 @@ def list_clients() -> list[OAuthClient]:
 
 def find_client(client_id: str) -> OAuthClient | None:
     """Return a live client by its public id."""
-    if not isinstance(client_id, str) or len(client_id) > 64:
+    # PostgreSQL refuses NUL in text parameters (an error, not "no row"): no client has one.
+    if not isinstance(client_id, str) or len(client_id) > 64 or "\x00" in client_id:
         return None
     return db.session.scalar(
         select(OAuthClient).where(
