@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from flask import Blueprint, Response, request
+from flask import Blueprint, Response, jsonify, request
 
 from idp.oauth2 import authorization_server
 from idp.services.registry import get_services
@@ -14,6 +14,22 @@ from idp.services.sessions import API_SCOPE
 bp = Blueprint("oauth", __name__)
 
 JWKS_MAX_AGE = 300  # relying apps re-read JWKS at least this often; see README "Key rotation"
+
+
+@bp.before_request
+def refuse_repeated_parameters() -> Response | None:
+    """RFC 6749 3.1, 3.2: a parameter must not appear twice (which copy would count?)."""
+    if request.method != "POST":
+        return None
+    for source in (request.args, request.form):
+        if any(len(values) > 1 for values in source.listvalues()):
+            response = jsonify(
+                error="invalid_request", error_description="A parameter is repeated."
+            )
+            response.status_code = 400
+            response.headers["Cache-Control"] = "no-store"
+            return response
+    return None
 
 
 @bp.post("/oauth/token")

@@ -619,3 +619,15 @@ def test_a_deleted_client_loses_its_tokens_and_its_access(app, client, service):
     assert service.client_id in listed.output
     # Deleting twice is an error, not a silent success.
     assert runner.invoke(args=["clients", "delete", doomed.client_id]).exit_code != 0
+
+
+@pytest.mark.parametrize("path", ["/oauth/token", "/oauth/introspect", "/oauth/revoke"])
+def test_a_repeated_parameter_is_an_invalid_request(client, path):
+    response = client.post(
+        path,
+        data="grant_type=client_credentials&token=a&token=b&scope=x&scope=y",
+        content_type="application/x-www-form-urlencoded",
+    )
+    assert response.status_code == 400
+    assert response.json["error"] == "invalid_request"
+    assert response.headers["Cache-Control"] == "no-store"
