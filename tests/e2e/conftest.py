@@ -1,8 +1,9 @@
 """Real gunicorn processes for end-to-end tests, and ways to see which worker answered.
 
-Every server runs `.venv/bin/gunicorn -w 2 wsgi:app` from the project root in its own process
-group and is killed (the whole group) when its fixture ends. The access log records the worker
-pid of each request, so a test can check that *both* workers gave the answer it expects.
+Every server runs `gunicorn -w 2 wsgi:app` (the one beside the interpreter running the tests)
+from the project root in its own process group and is killed (the whole group) when its fixture
+ends. The access log records the worker pid of each request, so a test can check that *both*
+workers gave the answer it expects.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -28,7 +30,8 @@ from idp.extensions import db
 from tests.support import SMTPServer, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
-VENV_BIN = ROOT / ".venv" / "bin"
+# The interpreter running the tests sits beside its gunicorn and flask, whatever the venv is called.
+VENV_BIN = Path(sys.executable).parent
 FRONTEND_URL = "http://frontend.e2e.test"
 WORKERS = 2
 STARTUP_TIMEOUT = 30.0
