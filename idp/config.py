@@ -56,6 +56,17 @@ SETTINGS: dict[str, tuple[Callable[[str], Any], Any]] = {
     "IDP_ARGON2_MEMORY_COST": (_int, 65536),
     "IDP_ARGON2_PARALLELISM": (_int, 4),
     "IDP_LOG_LEVEL": (str, "INFO"),
+    "IDP_RATELIMIT_ENABLED": (_bool, True),
+    "IDP_RATELIMIT_AUTH": (str, "5 per minute"),
+    "IDP_RATELIMIT_SESSION": (str, "30 per minute"),
+    "IDP_RATELIMIT_VERIFY": (str, "300 per minute"),
+    "IDP_RATELIMIT_OAUTH": (str, "300 per minute"),
+    "IDP_LOGIN_FAILURES_PER_ACCOUNT": (str, "10 per 15 minutes"),
+    "IDP_MAILS_PER_ADDRESS": (str, "5 per hour"),
+    "IDP_RATELIMIT_PREFIX": (str, "idp"),
+    "IDP_ARGON2_MAX_CONCURRENT": (_int, 2),
+    "IDP_CORS_ORIGINS": (str, ""),
+    "IDP_REGISTRATION_PRIVACY": (_bool, False),
 }
 
 # Bounds that keep a typo from producing an insecure server.
@@ -70,6 +81,7 @@ _LIMITS = {
     "IDP_ARGON2_TIME_COST": (1, 20),
     "IDP_ARGON2_MEMORY_COST": (8, 4 * 1024 * 1024),
     "IDP_ARGON2_PARALLELISM": (1, 16),
+    "IDP_ARGON2_MAX_CONCURRENT": (1, 64),
 }
 
 
