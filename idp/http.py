@@ -19,6 +19,7 @@ from idp.extensions import db
 log = logging.getLogger(__name__)
 
 API_PREFIX = "/api/"
+FOLDED_PREFIX = "/api/v1/auth/"
 _HTTP_TO_ERROR: dict[int, type[IdPError]] = {
     404: NotFound,
     405: MethodNotAllowed,
@@ -27,7 +28,7 @@ _HTTP_TO_ERROR: dict[int, type[IdPError]] = {
 
 
 class NormalizeAPIPath:
-    """WSGI middleware: one spelling per /api/ endpoint.
+    """WSGI middleware: one spelling per /api/v1/auth endpoint.
 
     Case, repeated slashes and a missing trailing slash are folded before routing, so
     `/API//v1/auth/login` reaches the same view (and later the same rate-limit key) as
@@ -42,7 +43,7 @@ class NormalizeAPIPath:
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
         folded = self._slashes.sub("/", path)
-        if folded.lower().startswith(API_PREFIX):
+        if folded.lower().startswith(FOLDED_PREFIX):
             folded = folded.lower()
             if not folded.endswith("/"):
                 folded += "/"
