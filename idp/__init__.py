@@ -9,7 +9,7 @@ from typing import Any
 
 from flask import Flask
 
-from idp import cli, database, http
+from idp import audit, cli, database, http, rate_limits
 from idp.config import flask_config, load_settings
 from idp.extensions import mail
 from idp.oauth2 import config_oauth
@@ -40,6 +40,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     app.config["IDP"] = settings
     app.json.sort_keys = False  # type: ignore[attr-defined]
     _configure_logging(settings["IDP_LOG_LEVEL"])
+    audit.init_app(app)
 
     database.init_app(app, str(PROJECT_ROOT / "migrations"))
     mail.init_app(app)
@@ -48,10 +49,13 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     config_oauth(app)
 
     from idp.api import bp as api_bp
+    from idp.api.openapi import bp as openapi_bp
     from idp.oauth import bp as oauth_bp
 
     app.register_blueprint(api_bp)
+    app.register_blueprint(openapi_bp)
     app.register_blueprint(oauth_bp)
+    rate_limits.init_app(app, settings)
     http.init_app(app)
     cli.init_app(app)
     return app

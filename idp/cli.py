@@ -6,6 +6,7 @@ import click
 from flask import Flask
 from flask.cli import AppGroup
 
+from idp import audit
 from idp.clock import utcnow
 from idp.services import clients as client_service
 from idp.services.keys import ACTIVE, STAGED, KeyCommandError
@@ -36,6 +37,7 @@ def keys_list() -> None:
 def keys_rotate(staged: bool) -> None:
     """Create a new signing key; the old one stays in JWKS so its tokens keep verifying."""
     kid = get_services().keys.rotate(staged=staged)
+    audit.record("key.rotated", "success", kid=kid, staged=staged)
     click.echo(kid)
     status = STAGED if staged else ACTIVE
     click.echo(f"key {kid} is {status}", err=True)
@@ -49,6 +51,7 @@ def keys_activate(kid: str) -> None:
         get_services().keys.activate(kid)
     except KeyCommandError as exc:
         raise click.ClickException(str(exc)) from exc
+    audit.record("key.activated", "success", kid=kid)
     click.echo(f"key {kid} is active")
 
 
@@ -60,6 +63,7 @@ def keys_retire(kid: str) -> None:
         get_services().keys.retire(kid)
     except KeyCommandError as exc:
         raise click.ClickException(str(exc)) from exc
+    audit.record("key.retired", "success", kid=kid)
     click.echo(f"key {kid} is retired")
 
 
@@ -72,6 +76,9 @@ def clients_create(name: str, scope: str) -> None:
         created = client_service.create_client(name, scope, utcnow())
     except client_service.ClientCommandError as exc:
         raise click.ClickException(str(exc)) from exc
+    audit.record(
+        "client.created", "success", client_id=created.client.client_id, scope=created.client.scope
+    )
     click.echo(f"client_id: {created.client.client_id}")
     click.echo(f"client_secret: {created.client_secret}")
     click.echo(
@@ -95,4 +102,5 @@ def clients_delete(client_id: str) -> None:
         client_service.delete_client(client_id, utcnow())
     except client_service.ClientCommandError as exc:
         raise click.ClickException(str(exc)) from exc
+    audit.record("client.deleted", "success", client_id=client_id)
     click.echo(f"client {client_id} deleted")

@@ -8,6 +8,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from limits import parse_many
+
 from idp.errors import ConfigurationError
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -115,11 +117,38 @@ def load_settings(
     settings["IDP_AUDIENCE"] = settings["IDP_AUDIENCE"] or issuer
     settings["IDP_FRONTEND_URL"] = (settings["IDP_FRONTEND_URL"] or issuer).rstrip("/")
     settings["IDP_KEYS_DIR"] = str(Path(settings["IDP_KEYS_DIR"]).resolve())
+    settings["IDP_CORS_ORIGINS"] = _origins(settings["IDP_CORS_ORIGINS"])
+    for name in (
+        "IDP_RATELIMIT_AUTH",
+        "IDP_RATELIMIT_SESSION",
+        "IDP_RATELIMIT_VERIFY",
+        "IDP_RATELIMIT_OAUTH",
+        "IDP_LOGIN_FAILURES_PER_ACCOUNT",
+        "IDP_MAILS_PER_ADDRESS",
+    ):
+        try:
+            parse_many(settings[name])
+        except ValueError as exc:
+            raise ConfigurationError(f"{name}: not a rate limit ({exc})") from exc
     if not settings["IDP_DATABASE_URL"]:
         settings["IDP_DATABASE_URL"] = f"sqlite:///{Path(instance_path) / 'idp.sqlite3'}"
     if not settings["IDP_SECRET_KEY"]:
         settings["IDP_SECRET_KEY"] = _instance_secret(Path(instance_path))
     return settings
+
+
+def _origins(value: str | list[str]) -> list[str]:
+    """Parse the CORS allowlist: exact origins only, never a wildcard."""
+    items = value if isinstance(value, list) else value.split(",")
+    origins = []
+    for item in (i.strip().rstrip("/") for i in items):
+        if not item:
+            continue
+        scheme, sep, rest = item.partition("://")
+        if not sep or scheme not in ("http", "https") or not rest or "/" in rest or "*" in rest:
+            raise ConfigurationError(f"IDP_CORS_ORIGINS: {item!r} is not an origin")
+        origins.append(item)
+    return origins
 
 
 def _instance_secret(instance_path: Path) -> str:
@@ -137,10 +166,12 @@ def _instance_secret(instance_path: Path) -> str:
 
 def flask_config(settings: Mapping[str, Any]) -> dict[str, Any]:
     """Translate IDP_* settings into the keys Flask and its extensions read."""
-    engine_options: dict[str, Any] = {"pool_pre_ping": True}
+    # hide_parameters: a database error logged with its statement must not carry password
+    # hashes, token digests or addresses along.
+    engine_options: dict[str, Any] = {"pool_pre_ping": True, "hide_parameters": True}
     if settings["IDP_DATABASE_URL"].startswith("sqlite"):
         # Wait for the write lock instead of failing with "database is locked".
-        engine_options = {"connect_args": {"timeout": 30}}
+        engine_options = {"connect_args": {"timeout": 30}, "hide_parameters": True}
     return {
         "SECRET_KEY": settings["IDP_SECRET_KEY"],
         "SQLALCHEMY_DATABASE_URI": settings["IDP_DATABASE_URL"],

@@ -135,6 +135,22 @@ class TokenMismatch(IdPError):
     message = "The tokens in the request do not belong to the same session."
 
 
+class RateLimited(IdPError):
+    code = "rate_limited"
+    status = 429
+    message = "Too many requests. Try again later."
+
+    def __init__(self, retry_after: int, message: str | None = None) -> None:
+        self.retry_after = max(1, retry_after)
+        super().__init__(message, headers={"Retry-After": str(self.retry_after)})
+
+
+class TooManyFailedLogins(RateLimited):
+    """Failed logins for one email address, from anywhere, hit the per-account limit."""
+
+    code = "rate_limited"
+
+
 class SigningKeyError(IdPError):
     code = "signing_key_error"
     status = 500

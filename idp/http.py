@@ -8,13 +8,16 @@ import secrets
 from collections.abc import Iterable
 from typing import Any
 
-from flask import Flask, Response, g, jsonify, request
+from flask import Flask, Response, current_app, g, jsonify, request
+from flask_cors import CORS
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from idp import audit
 from idp.api import envelope
-from idp.errors import IdPError, MethodNotAllowed, NotFound, PayloadTooLarge
+from idp.errors import IdPError, MethodNotAllowed, NotFound, PayloadTooLarge, RateLimited
 from idp.extensions import db
+from idp.rate_limits import seconds_until_reset
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +57,23 @@ class NormalizeAPIPath:
 def init_app(app: Flask) -> None:
     """Attach path folding, request ids, security headers and error handlers."""
     app.wsgi_app = NormalizeAPIPath(app.wsgi_app)  # type: ignore[method-assign]
-    hops = app.config["IDP"]["IDP_TRUSTED_PROXIES"]
+    settings = app.config["IDP"]
+    # The API is called with bearer tokens from browsers on these origins only; no cookies, so
+    # no credentials mode. Discovery and JWKS are public documents any origin may read.
+    CORS(
+        app,
+        resources={
+            r"/api/*": {"origins": settings["IDP_CORS_ORIGINS"]},
+            r"/oauth/*": {"origins": settings["IDP_CORS_ORIGINS"]},
+            r"/.well-known/*": {"origins": "*", "send_wildcard": True},
+        },
+        supports_credentials=False,
+        allow_headers=["Authorization", "Content-Type"],
+        max_age=600,
+    )
+    if settings["IDP_ISSUER"].startswith("https://"):
+        app.config["IDP_HSTS"] = "max-age=31536000; includeSubDomains"
+    hops = settings["IDP_TRUSTED_PROXIES"]
     if hops:
         # Trust exactly this many X-Forwarded-* hops; with 0 the header is ignored entirely.
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)  # type: ignore[method-assign]
@@ -75,10 +94,14 @@ def _security_headers(response: Response) -> Response:
     headers.setdefault("Referrer-Policy", "no-referrer")
     headers.setdefault("X-Frame-Options", "DENY")
     headers.setdefault("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'")
-    if request.path.startswith(API_PREFIX):
-        # Tokens and user data: never in a shared or browser cache.
+    if request.path.startswith(API_PREFIX) and not response.cache_control.public:
+        # Tokens and user data: never in a shared or browser cache. Only an answer its view
+        # declared public (the OpenAPI document) keeps its own Cache-Control.
         headers["Cache-Control"] = "no-store"
         headers["Pragma"] = "no-cache"
+    hsts = current_app.config.get("IDP_HSTS")
+    if hsts:
+        headers.setdefault("Strict-Transport-Security", hsts)
     if "request_id" in g:
         headers["X-Request-ID"] = g.request_id
     return response
@@ -114,7 +137,12 @@ def _handle_http_exception(error: HTTPException) -> Response:
     _rollback()
     status = error.code or 500
     error_class = _HTTP_TO_ERROR.get(status)
-    if error_class is not None:
+    if status == 429:
+        idp_error: IdPError = RateLimited(seconds_until_reset())
+        audit.record(
+            "rate_limit.exceeded", "denied", endpoint=request.endpoint, limit=error.description
+        )
+    elif error_class is not None:
         idp_error = error_class()
     else:
         idp_error = IdPError(error.description)

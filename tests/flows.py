@@ -62,5 +62,10 @@ def logged_in_user(client: FlaskClient, mailbox: Mailbox, email: str | None = No
     return LoggedIn(email, PASSWORD, user_id, data["token"], data["refresh_token"], response.json)
 
 
+def settle(client: FlaskClient) -> None:
+    """Wait for the app's background jobs (the mails and look-ups sent after an answer)."""
+    assert client.application.extensions["idp.services"].jobs.drain()
+
+
 def verify_token(client: FlaskClient, token: str) -> Any:
     return client.get(f"{API}/verify-token/", headers={"Authorization": f"Bearer {token}"})

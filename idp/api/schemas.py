@@ -33,8 +33,11 @@ def _name(value: str) -> str:
 def _email(value: str) -> str:
     _no_control_characters(value)
     try:
-        # Syntax only: no DNS lookups from a request thread.
-        return validate_email(value.strip(), check_deliverability=False).normalized
+        # Syntax only (no DNS from a request thread). ASCII local parts only (no SMTPUTF8): a
+        # Unicode look-alike of an address could otherwise register a second account.
+        return validate_email(
+            value.strip(), check_deliverability=False, allow_smtputf8=False
+        ).normalized
     except EmailNotValidError as exc:
         raise ValueError(str(exc)) from exc
 
@@ -116,7 +119,8 @@ def _json_body(optional: bool) -> Any:
         raise UnsupportedMediaType()
     try:
         payload = request.get_json()
-    except BadRequest as exc:
+    except (BadRequest, RecursionError) as exc:
+        # RecursionError: nesting deeper than the JSON parser goes, e.g. "[[[[..." in 64 KiB.
         raise MalformedRequest() from exc
     if not isinstance(payload, dict):
         raise MalformedRequest()

@@ -53,10 +53,10 @@ def token_json(pair: TokenPair) -> dict[str, Any]:
 @bp.post("/register/")
 def register() -> tuple[Response, int]:
     params = parse(RegisterParams)
-    user = get_services().accounts.register(**params.model_dump(), now=utcnow())
+    user_id = get_services().accounts.register(**params.model_dump(), now=utcnow())
     return envelope.success(
         "Registration successful. Check your email to verify your account.",
-        {"user_id": user.public_id},
+        {"user_id": user_id},
         201,
     )
 

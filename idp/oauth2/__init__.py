@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 from authlib.integrations.flask_oauth2 import AuthorizationServer
+from authlib.oauth2.rfc6749.authenticate_client import authenticate_client_secret_basic
 from flask import Flask, current_app
 
 from idp.oauth2.clients import Client
@@ -29,6 +31,22 @@ def query_client(client_id: str) -> Client | None:
     return Client.from_row(row) if row is not None else None
 
 
+def authenticate_basic(query_client: Any, request: Any) -> Client | None:
+    """client_secret_basic, where credentials that are not base64 of UTF-8 authenticate nobody.
+
+    Authlib lets the ValueError of such a header escape as a 500; here the client is simply not
+    authenticated, and the endpoint answers 401 invalid_client.
+    """
+    # The same split and decoding as Authlib's extract_basic_authorization, done first.
+    parts = request.headers.get("Authorization", "").split(None, 1)
+    if len(parts) == 2 and parts[0].lower() == "basic":
+        try:
+            base64.b64decode(parts[1]).decode("utf-8")
+        except ValueError:  # non-ASCII or malformed base64, or bytes that are not UTF-8
+            return None
+    return authenticate_client_secret_basic(query_client, request)
+
+
 def save_token(token: dict[str, Any], request: Any) -> None:
     """Nothing to store: access tokens are self-contained, refresh tokens are stored on rotation."""
 
@@ -37,6 +55,7 @@ def config_oauth(app: Flask) -> AuthorizationServer:
     """Create the application's authorization server with our grants and endpoints."""
     server = AuthorizationServer()
     server.init_app(app, query_client=query_client, save_token=save_token)
+    server.register_client_auth_method("client_secret_basic", authenticate_basic)
     server.register_token_generator("client_credentials", generate_client_token)
     server.register_grant(ClientCredentialsGrant)
     server.register_grant(RefreshTokenGrant)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from authlib.oauth2.rfc6749 import ClientMixin
 
+from idp import audit
 from idp.models import OAuthClient
 from idp.services import clients as client_service
 
@@ -45,7 +46,14 @@ class Client(ClientMixin):
         return False  # no redirect-based grants
 
     def check_client_secret(self, client_secret: str) -> bool:
-        return self.row is not None and client_service.check_client_secret(self.row, client_secret)
+        matched = self.row is not None and client_service.check_client_secret(
+            self.row, client_secret
+        )
+        if not matched:
+            audit.record(
+                "client.auth_failure", "failure", client_id=self.client_id, reason="bad_secret"
+            )
+        return matched
 
     def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
         if self.is_confidential:

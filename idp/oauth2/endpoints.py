@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from authlib.oauth2.rfc6749 import UnsupportedTokenTypeError as _UnsupportedTokenTypeError
 from authlib.oauth2.rfc7009 import RevocationEndpoint as _RevocationEndpoint
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint as _IntrospectionEndpoint
 
+from idp import audit
 from idp.clock import utcnow
 from idp.errors import InvalidAccessToken
 from idp.extensions import db
@@ -27,7 +29,26 @@ def _find_refresh(token: str) -> PresentedToken | None:
     return PresentedToken(refresh=row) if row is not None else None
 
 
-class RevocationEndpoint(_RevocationEndpoint):
+class UnsupportedTokenTypeError(_UnsupportedTokenTypeError):
+    """An unknown token_type_hint: 400 as RFC 6749 5.2 asks (Authlib answers 401, which tells a
+    client that did authenticate that its credentials failed)."""
+
+    status_code = 400
+
+
+class _TokenTypeHint:
+    """Refuse an unknown token_type_hint with a 400 before Authlib's own check can say 401."""
+
+    SUPPORTED_TOKEN_TYPES: tuple[str, ...]
+
+    def check_params(self, request: Any, client: Client) -> None:
+        hint = request.form.get("token_type_hint")
+        if hint and hint not in self.SUPPORTED_TOKEN_TYPES:
+            raise UnsupportedTokenTypeError()
+        super().check_params(request, client)  # type: ignore[misc]
+
+
+class RevocationEndpoint(_TokenTypeHint, _RevocationEndpoint):
     CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
 
     def query_token(self, token_string: str, token_type_hint: str | None) -> PresentedToken | None:
@@ -45,15 +66,41 @@ class RevocationEndpoint(_RevocationEndpoint):
         services = get_services()
         now = utcnow()
         if token.claims is not None:
-            services.sessions.deny_access_token(token.claims, now)
+            claims = token.claims
+            services.sessions.deny_access_token(claims, now)
             db.session.commit()
+            audit.record(
+                "token.revoked",
+                "success",
+                # A user's token names its session; a client's token has no user.
+                user_id=claims["sub"] if "sid" in claims else None,
+                kind="access",
+                client_id=claims["client_id"],
+                session_id=claims.get("sid"),
+                jti=claims["jti"],
+            )
         else:
             assert token.refresh is not None
+            session = token.refresh.session
+            # Read before the commit, which expires the rows.
+            user_id, session_id, client_id = (
+                session.user.public_id,
+                session.public_id,
+                session.client_id,
+            )
             # Revoking a refresh token ends its whole session, access tokens included.
-            services.sessions.revoke_session(token.refresh.session, REVOKED_BY_CLIENT, now)
+            services.sessions.revoke_session(session, REVOKED_BY_CLIENT, now)
+            audit.record(
+                "token.revoked",
+                "success",
+                user_id=user_id,
+                kind="refresh",
+                client_id=client_id,
+                session_id=session_id,
+            )
 
 
-class IntrospectionEndpoint(_IntrospectionEndpoint):
+class IntrospectionEndpoint(_TokenTypeHint, _IntrospectionEndpoint):
     CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
 
     def query_token(self, token_string: str, token_type_hint: str | None) -> PresentedToken | None:

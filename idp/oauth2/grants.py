@@ -11,6 +11,7 @@ from authlib.oauth2.rfc6749.errors import (
     InvalidScopeError,
 )
 
+from idp import audit
 from idp.clock import utcnow
 from idp.errors import InvalidRefreshToken
 from idp.services.registry import get_services
@@ -74,6 +75,13 @@ def generate_client_token(
         client_id=client.get_client_id(),
         scope=granted,
         now=utcnow(),
+    )
+    audit.record(
+        "token.issued",
+        "success",
+        client_id=client.get_client_id(),
+        scope=granted,
+        jti=issued.claims["jti"],
     )
     return {
         "access_token": issued.token,

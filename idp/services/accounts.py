@@ -10,15 +10,18 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from idp import audit
 from idp.errors import (
     EmailAlreadyRegistered,
     EmailNotVerified,
     InvalidCredentials,
+    TooManyFailedLogins,
     ValidationFailed,
 )
 from idp.extensions import db
 from idp.models import User
 from idp.services import one_time_tokens as ott
+from idp.services.background import BackgroundJobs
 from idp.services.mail import MailService
 from idp.services.passwords import (
     MAX_PASSWORD_LENGTH,
@@ -26,6 +29,7 @@ from idp.services.passwords import (
     password_policy_errors,
 )
 from idp.services.sessions import API_SCOPE, PASSWORD_RESET, SessionService, TokenPair
+from idp.services.throttle import Throttle
 
 log = logging.getLogger(__name__)
 
@@ -43,12 +47,19 @@ class AccountService:
         passwords: PasswordService,
         mail: MailService,
         sessions: SessionService,
+        jobs: BackgroundJobs,
+        login_failures: Throttle,
+        *,
         api_client_id: str,
+        registration_privacy: bool,
     ) -> None:
         self.passwords = passwords
         self.mail = mail
         self.sessions = sessions
+        self.jobs = jobs
+        self.login_failures = login_failures
         self.api_client_id = api_client_id
+        self.registration_privacy = registration_privacy
 
     def find_by_email(self, email: str) -> User | None:
         """Return the account for an address in any case or spelling, if there is one."""
@@ -63,9 +74,13 @@ class AccountService:
         last_name: str,
         company_name: str | None,
         now: datetime,
-    ) -> User:
-        """Create an inactive account and mail its verification link."""
-        problems = password_policy_errors(password)
+    ) -> str:
+        """Create an inactive account, mail its verification link, return its public id.
+
+        With registration privacy on, a taken address gets the same answer (a fresh, unused id)
+        and its owner a mail saying so, instead of the 409 that would reveal the account.
+        """
+        problems = password_policy_errors(password, email)
         if problems:
             raise ValidationFailed(errors={"password": problems})
         # Hash before touching the database so no transaction is held open during the work.
@@ -89,10 +104,20 @@ class AccountService:
         except IntegrityError as exc:
             # The unique index decides races: of two concurrent sign-ups exactly one commits.
             db.session.rollback()
-            raise EmailAlreadyRegistered() from exc
+            audit.record("user.register", "failure", reason="email_exists", email=email)
+            if not self.registration_privacy:
+                raise EmailAlreadyRegistered() from exc
+            self.jobs.submit(self._tell_owner_account_exists, email)
+            return str(uuid.uuid4())
         log.info("user registered", extra={"user": user.public_id})
-        self.mail.send_verification_email(user.email, user.first_name, raw)
-        return user
+        audit.record("user.register", "success", user_id=user.public_id)
+        self.jobs.submit(self.mail.send_verification_email, user.email, user.first_name, raw)
+        return user.public_id
+
+    def _tell_owner_account_exists(self, email: str) -> None:
+        owner = self.find_by_email(email)
+        if owner is not None:
+            self.mail.send_account_exists_email(owner.email, owner.first_name)
 
     def verify_email(self, raw_token: str, now: datetime) -> User:
         """Spend a verification token and activate its account."""
@@ -104,10 +129,17 @@ class AccountService:
             user.is_active = True
         db.session.commit()
         log.info("email verified", extra={"user": user.public_id})
+        audit.record("user.verify_email", "success", user_id=user.public_id)
         return user
 
     def resend_verification(self, email: str, now: datetime) -> None:
-        """Mail a new verification link if the address belongs to an unverified account."""
+        """Mail a new verification link if the address belongs to an unverified account.
+
+        The look-up happens after the answer, so the answer costs the same for every address.
+        """
+        self.jobs.submit(self._resend_verification_now, email, now)
+
+    def _resend_verification_now(self, email: str, now: datetime) -> None:
         user = self.find_by_email(email)
         if user is None or user.email_verified_at is not None:
             db.session.rollback()
@@ -118,16 +150,32 @@ class AccountService:
 
     def authenticate(self, email: str, password: str, now: datetime) -> User:
         """Check a login; unknown email and wrong password fail alike and cost the same."""
+        # Counted per address whether or not an account has it: a wall for credential stuffing
+        # from many addresses, and the same 429 for every account.
+        account_key = canonical_email(email)
+        if not self.login_failures.allows(account_key):
+            audit.record("login.failure", "denied", reason="throttled", email=email)
+            raise TooManyFailedLogins(self.login_failures.resets_in(account_key))
         if len(password) > MAX_PASSWORD_LENGTH:
+            audit.record("login.failure", "failure", reason="password_too_long", email=email)
+            self.login_failures.hit(account_key)
             raise InvalidCredentials()  # no stored password can be this long
         user = self.find_by_email(email)
         stored_hash = user.password_hash if user is not None else None
+        # Read before the commit: a reload afterwards would cost a query only known users pay.
+        public_id = user.public_id if user is not None else None
         # End the read transaction before the deliberately slow hash.
         db.session.commit()
         if not self.passwords.verify(stored_hash, password) or user is None:
+            reason = "unknown_account" if user is None else "bad_password"
+            audit.record("login.failure", "failure", user_id=public_id, reason=reason, email=email)
+            self.login_failures.hit(account_key)
             raise InvalidCredentials()
         # Only someone who knows the password learns that the address is unverified.
         if user.email_verified_at is None or not user.is_active:
+            audit.record(
+                "login.failure", "denied", user_id=public_id, reason="unverified", email=email
+            )
             raise EmailNotVerified()
         if self.passwords.needs_rehash(user.password_hash):
             user.password_hash = self.passwords.hash(password)
@@ -137,16 +185,34 @@ class AccountService:
     def login(self, email: str, password: str, now: datetime) -> TokenPair:
         """Check a login and open a session for the /api/v1/auth client."""
         user = self.authenticate(email, password, now)
-        return self.sessions.start(user, self.api_client_id, API_SCOPE, now)
+        pair = self.sessions.start(user, self.api_client_id, API_SCOPE, now)
+        audit.record(
+            "login.success",
+            "success",
+            user_id=pair.user.public_id,
+            session_id=pair.session_id,
+            client_id=self.api_client_id,
+        )
+        return pair
 
     def request_password_reset(self, email: str, now: datetime) -> None:
-        """Mail a reset link if the address has an account; say nothing either way."""
+        """Mail a reset link if the address has an account; say nothing either way.
+
+        The look-up happens after the answer, so the answer costs the same for every address.
+        """
+        self.jobs.submit(self._request_password_reset_now, email, now)
+
+    def _request_password_reset_now(self, email: str, now: datetime) -> None:
         user = self.find_by_email(email)
         if user is None:
             db.session.rollback()
+            audit.record(
+                "password_reset.requested", "failure", reason="unknown_account", email=email
+            )
             return
         raw = ott.issue_one_time_token(user, ott.PASSWORD_RESET, now)
         db.session.commit()
+        audit.record("password_reset.requested", "success", user_id=user.public_id)
         self.mail.send_password_reset_email(user.email, user.first_name, raw)
 
     def confirm_password_reset(self, raw_token: str, new_password: str, now: datetime) -> User:
@@ -158,9 +224,15 @@ class AccountService:
         user_id = ott.consume_one_time_token(raw_token, ott.PASSWORD_RESET, now)
         user = db.session.get(User, user_id)
         assert user is not None
+        problems = password_policy_errors(new_password, user.email)
+        if problems:
+            # Only now do we know the address; keep the link usable for a better password.
+            db.session.rollback()
+            raise ValidationFailed(errors={"new_password": problems})
         user.password_hash = password_hash
         user.sessions_valid_after = now
         self.sessions.revoke_all_for_user(user, PASSWORD_RESET, now)
         db.session.commit()
         log.info("password reset", extra={"user": user.public_id})
+        audit.record("password_reset.confirmed", "success", user_id=user.public_id)
         return user

@@ -14,6 +14,8 @@ from typing import Any, Protocol
 import flask_mail
 from flask import current_app, render_template
 
+from idp.services.throttle import Throttle
+
 log = logging.getLogger(__name__)
 
 
@@ -73,11 +75,12 @@ class _TimeoutConnection(flask_mail.Connection):
 
 
 class MailService:
-    """Render and send the server's mails."""
+    """Render and send the server's mails, at most `throttle`'s limit per address."""
 
-    def __init__(self, backend: MailBackend, frontend_url: str) -> None:
+    def __init__(self, backend: MailBackend, frontend_url: str, throttle: Throttle) -> None:
         self.backend = backend
         self.frontend_url = frontend_url
+        self.throttle = throttle
 
     def send_verification_email(self, to: str, first_name: str, token: str) -> bool:
         """Mail the link that verifies an address (valid 48 hours)."""
@@ -89,7 +92,21 @@ class MailService:
         link = f"{self.frontend_url}/reset-password?token={token}"
         return self._send("password_reset", to, first_name=first_name, link=link)
 
+    def send_account_exists_email(self, to: str, first_name: str) -> bool:
+        """Tell an owner that someone tried to register their address again."""
+        return self._send(
+            "account_exists",
+            to,
+            first_name=first_name,
+            login_link=f"{self.frontend_url}/login",
+            reset_link=f"{self.frontend_url}/forgot-password",
+        )
+
     def _send(self, message: str, to: str, **context: Any) -> bool:
+        # Silent cap: the caller's answer must not change, or it would reveal the account.
+        if not self.throttle.hit(to.casefold()):
+            log.warning("mail %s not sent: per-address limit reached", message)
+            return False
         mail = OutgoingMail(
             to=to,
             # A subject is one line, whatever a template says.

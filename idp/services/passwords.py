@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import gzip
 import secrets
+import threading
+from functools import cache
+from pathlib import Path
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
@@ -11,9 +15,17 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 # refused before it reaches Argon2, so a megabyte "password" costs us nothing.
 MAX_PASSWORD_LENGTH = 128
 MIN_PASSWORD_LENGTH = 8
+COMMON_PASSWORDS = Path(__file__).resolve().parent.parent / "data" / "common-passwords.txt.gz"
 
 
-def password_policy_errors(password: str) -> list[str]:
+@cache
+def common_passwords() -> frozenset[str]:
+    """The shipped list of breached and common passwords, lowercased (see idp/data/README.md)."""
+    with gzip.open(COMMON_PASSWORDS, "rt", encoding="utf-8") as handle:
+        return frozenset(line.strip() for line in handle if line.strip())
+
+
+def password_policy_errors(password: str, email: str | None = None) -> list[str]:
     """Return what the password lacks under the policy; an empty list means it is acceptable."""
     problems = []
     if len(password) < MIN_PASSWORD_LENGTH:
@@ -26,30 +38,44 @@ def password_policy_errors(password: str) -> list[str]:
         problems.append("Password must contain a lowercase letter.")
     if not any(ch.isdigit() for ch in password):
         problems.append("Password must contain a digit.")
+    folded = password.casefold()
+    if folded.strip() in common_passwords():
+        problems.append("This password is too common.")
+    if email:
+        address = email.casefold()
+        local_part = address.rpartition("@")[0]
+        if address in folded or (len(local_part) >= 4 and local_part in folded):
+            problems.append("Password must not contain your email address.")
     return problems
 
 
 class PasswordService:
     """Hash and verify passwords with argon2id at the configured cost."""
 
-    def __init__(self, time_cost: int, memory_cost: int, parallelism: int) -> None:
+    def __init__(
+        self, time_cost: int, memory_cost: int, parallelism: int, max_concurrent: int = 2
+    ) -> None:
         self._hasher = PasswordHasher(
             time_cost=time_cost, memory_cost=memory_cost, parallelism=parallelism
         )
+        # Each hash holds memory_cost KiB; bounding concurrent hashes bounds a worker's memory
+        # under a login flood (requests queue here instead of exhausting RAM).
+        self._slots = threading.BoundedSemaphore(max_concurrent)
         # Verified against when the account does not exist, so that an unknown email costs
         # the same time as a wrong password.
         self._dummy_hash = self._hasher.hash(secrets.token_urlsafe(16))
 
     def hash(self, password: str) -> str:
         """Return an argon2id hash of the password."""
-        return self._hasher.hash(password)
+        with self._slots:
+            return self._hasher.hash(password)
 
     def verify(self, password_hash: str | None, password: str) -> bool:
         """Check a password; with no hash, burn the same time and return False."""
         try:
-            return self._hasher.verify(password_hash or self._dummy_hash, password) and (
-                password_hash is not None
-            )
+            with self._slots:
+                matched = self._hasher.verify(password_hash or self._dummy_hash, password)
+            return matched and password_hash is not None
         except (VerifyMismatchError, VerificationError, InvalidHashError):
             return False
 

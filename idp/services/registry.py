@@ -7,12 +7,15 @@ from typing import Any
 
 from flask import Flask, current_app
 
+from idp.rate_limits import current_strategy
 from idp.services.access_tokens import AccessTokenService
 from idp.services.accounts import AccountService
+from idp.services.background import BackgroundJobs
 from idp.services.keys import KeyStore
 from idp.services.mail import LogBackend, MailBackend, MailService, SMTPBackend
 from idp.services.passwords import PasswordService
 from idp.services.sessions import SessionService
+from idp.services.throttle import Throttle
 
 EXTENSION_KEY = "idp.services"
 
@@ -26,6 +29,7 @@ class Services:
     sessions: SessionService
     mail: MailService
     accounts: AccountService
+    jobs: BackgroundJobs
 
 
 def init_app(app: Flask, settings: dict[str, Any]) -> Services:
@@ -35,6 +39,7 @@ def init_app(app: Flask, settings: dict[str, Any]) -> Services:
         settings["IDP_ARGON2_TIME_COST"],
         settings["IDP_ARGON2_MEMORY_COST"],
         settings["IDP_ARGON2_PARALLELISM"],
+        settings["IDP_ARGON2_MAX_CONCURRENT"],
     )
     access_tokens = AccessTokenService(
         keys,
@@ -51,7 +56,20 @@ def init_app(app: Flask, settings: dict[str, Any]) -> Services:
         backend = SMTPBackend(settings["IDP_MAIL_TIMEOUT"])
     else:
         backend = LogBackend()
-    mail_service = MailService(backend, settings["IDP_FRONTEND_URL"])
+
+    def throttle(scope: str, setting: str) -> Throttle:
+        return Throttle(
+            scope,
+            settings[setting],
+            strategy=current_strategy,
+            enabled=settings["IDP_RATELIMIT_ENABLED"],
+            prefix=settings["IDP_RATELIMIT_PREFIX"],
+        )
+
+    mail_service = MailService(
+        backend, settings["IDP_FRONTEND_URL"], throttle("email.mail", "IDP_MAILS_PER_ADDRESS")
+    )
+    jobs = BackgroundJobs(app)
     services = Services(
         settings=settings,
         keys=keys,
@@ -59,7 +77,16 @@ def init_app(app: Flask, settings: dict[str, Any]) -> Services:
         access_tokens=access_tokens,
         sessions=sessions,
         mail=mail_service,
-        accounts=AccountService(passwords, mail_service, sessions, settings["IDP_API_CLIENT_ID"]),
+        accounts=AccountService(
+            passwords,
+            mail_service,
+            sessions,
+            jobs,
+            throttle("user.login", "IDP_LOGIN_FAILURES_PER_ACCOUNT"),
+            api_client_id=settings["IDP_API_CLIENT_ID"],
+            registration_privacy=settings["IDP_REGISTRATION_PRIVACY"],
+        ),
+        jobs=jobs,
     )
     app.extensions[EXTENSION_KEY] = services
     return services

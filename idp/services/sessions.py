@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 import hmac
-import logging
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
 
+from idp import audit
 from idp.errors import InvalidRefreshToken, TokenMismatch
 from idp.extensions import db
 from idp.models import RefreshSession, RefreshToken, RevokedAccessToken, User
 from idp.services.access_tokens import AccessToken, AccessTokenService
 from idp.services.secret_tokens import digest, new_secret
-
-log = logging.getLogger(__name__)
 
 # Revocation reasons, kept on the session row.
 LOGOUT = "logout"
@@ -35,6 +33,7 @@ class TokenPair:
     expires_in: int
     scope: str
     user: User
+    session_id: str
 
 
 class SessionService:
@@ -82,36 +81,42 @@ class SessionService:
         ).scalar_one_or_none()
         if spent is not None:
             session = db.session.get(RefreshSession, spent)
-            if session is None or not session.user.is_active:
+            assert session is not None  # the foreign key guarantees it
+            who = _audit_fields(session, client_id)
+            if not session.user.is_active:
                 db.session.rollback()
+                audit.record("session.refresh", "failure", reason="inactive_user", **who)
                 raise InvalidRefreshToken()
             pair = self._mint(session, session.user, now)
             db.session.commit()
+            audit.record("session.refresh", "success", **who)
             return pair
         return self._reject_or_grace(token_hash, client_id, now)
 
     def _reject_or_grace(self, token_hash: str, client_id: str, now: datetime) -> TokenPair:
         row = db.session.scalar(select(RefreshToken).where(RefreshToken.token_hash == token_hash))
-        if row is None or row.used_at is None or row.session.client_id != client_id:
-            # Unknown, expired, or from another client: nothing to learn, nothing to revoke.
+        if row is None:
             db.session.rollback()
+            audit.record("session.refresh", "failure", reason="unknown_token", client_id=client_id)
             raise InvalidRefreshToken()
         session = row.session
-        if session.revoked_at is not None:
+        who = _audit_fields(session, client_id)
+        if row.used_at is None or session.client_id != client_id or session.revoked_at is not None:
+            # Expired, from another client, or its session has ended: nothing to revoke.
+            reason = _refusal_reason(row, client_id)
             db.session.rollback()
+            audit.record("session.refresh", "failure", reason=reason, **who)
             raise InvalidRefreshToken()
         in_grace = self.reuse_grace and row.used_at > now - self.reuse_grace
         if in_grace and row.expires_at > now and session.user.is_active:
             # Two tabs refreshing with one token at once: the late one gets a sibling token.
             pair = self._mint(session, session.user, now)
             db.session.commit()
+            audit.record("session.refresh", "success", grace=True, **who)
             return pair
         self._revoke(session, REUSE_DETECTED, now)
         db.session.commit()
-        log.warning(
-            "refresh token reuse detected; session revoked",
-            extra={"session": session.public_id, "user": session.user.public_id},
-        )
+        audit.record("session.reuse_detected", "denied", **who)
         raise InvalidRefreshToken()
 
     def logout(
@@ -123,17 +128,20 @@ class SessionService:
         now: datetime,
     ) -> None:
         """Denylist the access token and end its session, and the refresh token's if given."""
+        user_id = access.user.public_id if access.user is not None else None
+        session_id = access.claims.get("sid")
         if header_token and body_token and not hmac.compare_digest(header_token, body_token):
+            audit.record("session.logout", "failure", user_id=user_id, reason="token_mismatch")
             raise TokenMismatch()
         if refresh_token is not None:
             row = self.find_by_refresh_token(refresh_token)
             if row is None or access.user is None or row.session.user_id != access.user.id:
                 db.session.rollback()
+                audit.record("session.logout", "failure", user_id=user_id, reason="token_mismatch")
                 raise TokenMismatch()
             if row.session.revoked_at is None:
                 self._revoke(row.session, LOGOUT, now)
         self.deny_access_token(access.claims, now)
-        session_id = access.claims.get("sid")
         if session_id is not None:
             session = db.session.scalar(
                 select(RefreshSession).where(RefreshSession.public_id == session_id)
@@ -141,6 +149,9 @@ class SessionService:
             if session is not None and session.revoked_at is None:
                 self._revoke(session, LOGOUT, now)
         db.session.commit()
+        audit.record(
+            "session.logout", "success", user_id=user_id, session_id=session_id, jti=access.jti
+        )
 
     def find_by_refresh_token(self, raw_refresh_token: str) -> RefreshToken | None:
         """Return the stored refresh token row for a presented secret, if any."""
@@ -190,4 +201,23 @@ class SessionService:
             now=now,
             session_id=session.public_id,
         )
-        return TokenPair(issued.token, raw, issued.expires_in, session.scope, user)
+        return TokenPair(
+            issued.token, raw, issued.expires_in, session.scope, user, session.public_id
+        )
+
+
+def _audit_fields(session: RefreshSession, client_id: str) -> dict[str, str]:
+    """Whose session it is, read while the transaction is open (a rollback expires the rows)."""
+    return {
+        "user_id": session.user.public_id,
+        "session_id": session.public_id,
+        "client_id": client_id,
+    }
+
+
+def _refusal_reason(row: RefreshToken, client_id: str) -> str:
+    if row.session.client_id != client_id:
+        return "wrong_client"
+    if row.session.revoked_at is not None:
+        return "session_revoked"
+    return "expired"

@@ -97,3 +97,71 @@ def test_forwarded_for_is_ignored_unless_proxies_are_trusted(make_app):
         "/whoami", headers=spoofed, environ_base={"REMOTE_ADDR": "10.0.0.1"}
     )
     assert proxied.json["addr"] == "203.0.113.9"
+
+
+def test_cors_allows_listed_origins_only_and_never_credentials(make_app):
+    client = make_app(IDP_CORS_ORIGINS="https://app.example.com").test_client()
+    preflight = client.options(
+        f"{API}/login/",
+        headers={
+            "Origin": "https://app.example.com",
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "Content-Type",
+        },
+    )
+    assert preflight.headers["Access-Control-Allow-Origin"] == "https://app.example.com"
+    assert "Access-Control-Allow-Credentials" not in preflight.headers
+    evil = client.post(f"{API}/login/", json={}, headers={"Origin": "https://evil.example.net"})
+    assert "Access-Control-Allow-Origin" not in evil.headers
+    public = client.get("/.well-known/jwks.json", headers={"Origin": "https://evil.example.net"})
+    assert public.headers["Access-Control-Allow-Origin"] == "*"
+
+
+def test_without_an_allowlist_no_origin_is_allowed(client):
+    response = client.post(f"{API}/login/", json={}, headers={"Origin": "https://app.example.com"})
+    assert "Access-Control-Allow-Origin" not in response.headers
+
+
+@pytest.mark.parametrize("value", ["*", "https://*.example.com", "app.example.com", "ftp://x"])
+def test_a_wildcard_or_malformed_origin_is_refused_at_start(make_app, value):
+    from idp.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError):
+        make_app(IDP_CORS_ORIGINS=value)
+
+
+def test_hsts_only_when_the_issuer_is_https(make_app):
+    plain = make_app().test_client().get("/.well-known/jwks.json")
+    assert "Strict-Transport-Security" not in plain.headers
+    secure = make_app(IDP_ISSUER="https://id.example.com").test_client()
+    assert (
+        "max-age=31536000"
+        in secure.get("/.well-known/jwks.json").headers["Strict-Transport-Security"]
+    )
+
+
+def test_a_form_post_changes_nothing(app, client):
+    from sqlalchemy import func, select
+
+    from idp.extensions import db
+    from idp.models import User
+
+    response = client.post(
+        f"{API}/register/",
+        data={
+            "email": "csrf@example.com",
+            "password": "Correct-Horse-7",
+            "first_name": "A",
+            "last_name": "B",
+        },
+    )
+    assert response.status_code == 415
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(User)) == 0
+
+
+@pytest.mark.parametrize("body", ["[" * 5000, '{"email":' * 5000], ids=["arrays", "objects"])
+def test_json_nested_deeper_than_the_parser_goes_is_malformed_not_a_server_error(client, body):
+    response = client.post(f"{API}/login/", data=body, content_type="application/json")
+    assert response.status_code == 400
+    assert response.json["code"] == "malformed_request"

@@ -223,6 +223,20 @@ def test_a_hostile_client_id_is_invalid_client_not_a_server_error(
     assert_oauth_error(response, invalid_client_status(method), "invalid_client")
 
 
+@pytest.mark.parametrize(
+    "credentials",
+    ["\u00e9\u00e9", base64.b64encode(b"\xff\xfe:\xff").decode()],
+    ids=["not-ascii", "not-utf8"],
+)
+@pytest.mark.parametrize("path", [TOKEN, INTROSPECT, REVOKE])
+def test_undecodable_basic_credentials_are_invalid_client_not_a_server_error(
+    client, path, credentials
+):
+    data = {"grant_type": "client_credentials", "token": "x"}
+    response = client.post(path, data=data, headers={"Authorization": f"Basic {credentials}"})
+    assert_oauth_error(response, 401, "invalid_client")
+
+
 def test_no_client_authentication_is_invalid_client(client, service):
     response = client.post(TOKEN, data={"grant_type": "client_credentials"})
     assert_oauth_error(response, 401, "invalid_client")
@@ -442,6 +456,15 @@ def test_the_public_api_client_cannot_introspect(client, user):
     ):
         response = client.post(INTROSPECT, **request)
         assert_oauth_error(response, 401, "invalid_client")
+
+
+@pytest.mark.parametrize("path", [INTROSPECT, REVOKE])
+def test_an_unknown_token_type_hint_is_a_400_for_an_authenticated_client(client, service, path):
+    """RFC 6749 5.2: only invalid_client is a 401; a client that did authenticate gets a 400."""
+    response = client.post(
+        path, data={"token": "x", "token_type_hint": "id_token"}, auth=service.basic
+    )
+    assert_oauth_error(response, 400, "unsupported_token_type")
 
 
 def test_introspection_without_a_token_is_invalid_request(client, service):

@@ -5,7 +5,7 @@ from sqlalchemy import func, select
 
 from idp.extensions import db
 from idp.models import OneTimeToken, User
-from tests.flows import API, PASSWORD, register, unique_email
+from tests.flows import API, PASSWORD, register, settle, unique_email
 
 
 def test_register_creates_an_inactive_user_and_mails_a_link(app, client, mailbox):
@@ -106,6 +106,7 @@ def test_a_failing_smtp_server_does_not_lose_the_account(make_app, mailbox):
     broken = make_app(IDP_MAIL_PORT=free_port(), IDP_MAIL_TIMEOUT=2).test_client()
     email = unique_email()
     assert register(broken, email).status_code == 201
+    settle(broken)
     assert mailbox.to(email) == []
     # Mail is back: resend delivers a link that works.
     working = make_app().test_client()
@@ -130,5 +131,22 @@ def test_concurrent_registrations_of_one_email_create_one_account(app, mailbox):
     for thread in threads:
         thread.join(timeout=60)
     assert sorted(statuses) == [201, 409, 409, 409, 409, 409]
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(User)) == 1
+
+
+@pytest.mark.parametrize(
+    "look_alike",
+    [
+        "ADA.LOOK@EXAMPLE.COM",
+        "ada.look@example.com ",
+        "\u0430da.look@example.com",  # Cyrillic a
+        "\uff41da.look@example.com",  # fullwidth a
+        "ada.look@EXAMPLE.com",
+    ],
+)
+def test_look_alike_spellings_cannot_create_a_second_account(app, client, look_alike):
+    assert register(client, "ada.look@example.com").status_code == 201
+    assert register(client, look_alike).status_code in (400, 409)
     with app.app_context():
         assert db.session.scalar(select(func.count()).select_from(User)) == 1

@@ -5,7 +5,7 @@ from sqlalchemy import update
 from idp.clock import utcnow
 from idp.extensions import db
 from idp.models import OneTimeToken
-from tests.flows import API, login, register, unique_email
+from tests.flows import API, login, register, settle, unique_email
 
 
 def _registered(client, mailbox):
@@ -75,4 +75,5 @@ def test_resend_for_a_verified_account_sends_nothing(client, mailbox):
     client.post(f"{API}/verify-email/", json={"token": token})
     response = client.post(f"{API}/resend-verification/", json={"email": email})
     assert response.status_code == 200
+    settle(client)
     assert len(mailbox.to(email)) == 1

@@ -1,0 +1,22 @@
+"""gunicorn settings for idp; `gunicorn wsgi:app` reads this file from the project folder.
+
+Command-line flags and GUNICORN_CMD_ARGS override anything here.
+"""
+
+import os
+
+# Requests carry no tokens in URLs, but log the path without the query string all the same.
+access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(L)ss "%(a)s"'
+# A request that needs longer than this is stuck (SMTP is bounded by IDP_MAIL_TIMEOUT).
+timeout = 30
+graceful_timeout = 30
+
+
+def on_starting(server):
+    """Warn when per-process limit counters meet several workers."""
+    if server.cfg.workers > 1 and not os.environ.get("IDP_REDIS_URL"):
+        server.log.warning(
+            "idp: %d workers keep separate rate-limit counters in memory, so every limit is "
+            "multiplied by the worker count; set IDP_REDIS_URL to share them",
+            server.cfg.workers,
+        )

@@ -1,0 +1,197 @@
+"""Audit log: one JSON object per line for every authentication event, never a secret in it.
+
+Every line has `ts` (UTC, ISO 8601), `event`, `outcome`, `actor` (`http`, or `cli` for admin
+commands), `request_id` and `client_address` (None outside a request), `user_id` (the public
+id), then the event's own fields. EVENTS lists every event with its fields; the README's
+"Audit log" section is a copy of that list.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import unicodedata
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any
+
+from flask import Flask, current_app, g, has_request_context, request
+
+from idp.clock import utcnow
+
+LOGGER_NAME = "idp.audit"
+logger = logging.getLogger(LOGGER_NAME)
+
+EVENTS = frozenset(
+    {
+        "user.register",  # success; failure reason email_exists (with email_hash)
+        "user.verify_email",  # success
+        "login.success",  # session_id, client_id
+        "login.failure",  # reason bad_password | unknown_account | password_too_long (failure),
+        #                   unverified | throttled (denied); always email_hash
+        "session.refresh",  # success (grace: true for a sibling pair); failure reason
+        #                     unknown_token | expired | wrong_client | session_revoked |
+        #                     inactive_user
+        "session.reuse_detected",  # denied: a spent refresh token came back, session revoked
+        "session.logout",  # success: session_id, jti; failure reason token_mismatch
+        "password_reset.requested",  # success; failure reason unknown_account (email_hash)
+        "password_reset.confirmed",  # success: new password, every session ended
+        "rate_limit.exceeded",  # denied: limit, endpoint
+        "token.issued",  # client_credentials: client_id, scope, jti
+        "token.revoked",  # RFC 7009: kind access | refresh, client_id, jti or session_id
+        "client.auth_failure",  # a confidential client presented a wrong secret
+        "client.created",  # client_id, scope
+        "client.deleted",  # client_id
+        "key.rotated",  # kid, staged
+        "key.activated",  # kid
+        "key.retired",  # kid
+    }
+)
+# success: it was done. failure: what the caller presented did not check out.
+# denied: refused by a rule (limit, reuse detection, unverified account) whatever it presented.
+OUTCOMES = frozenset({"success", "failure", "denied"})
+
+# A field whose name contains one of these could hold a credential: refused whatever its value,
+# so `token=...` cannot slip into the log through a careless call.
+FORBIDDEN_NAME_PARTS = (
+    "password",
+    "passwd",
+    "token",
+    "secret",
+    "link",
+    "url",
+    "key",
+    "authorization",
+    "cookie",
+    "credential",
+)
+_RESERVED = frozenset(
+    {"ts", "event", "outcome", "actor", "request_id", "client_address", "user_id", "email_hash"}
+)
+_SCALARS = (str, int, float, bool, type(None))
+# Third-party loggers that write issued tokens at DEBUG (Authlib: "Issue token {...} to ...").
+# Pinned to INFO so that turning the root logger up to DEBUG cannot put a token in the log.
+TOKEN_LOGGING_LIBRARIES = ("authlib",)
+
+# Set while background work runs for a request, so its events keep the request's origin.
+_carried_origin: ContextVar[dict[str, str | None] | None] = ContextVar(
+    "idp_audit_origin", default=None
+)
+
+
+def init_app(app: Flask) -> None:
+    """Write audit lines to stderr as JSON unless the host (gunicorn, pytest) set up logging."""
+    # Audit lines are INFO whatever IDP_LOG_LEVEL says about the other idp loggers.
+    logger.setLevel(logging.INFO)
+    if not logger.handlers and not logging.getLogger().handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(JSONFormatter())
+        logger.addHandler(handler)
+        # The JSON line is the record; the plain-text `idp` handler would print it twice.
+        logger.propagate = False
+    for name in TOKEN_LOGGING_LIBRARIES:
+        library = logging.getLogger(name)
+        if library.level < logging.INFO:  # NOTSET included: it would follow the root down
+            library.setLevel(logging.INFO)
+
+
+class JSONFormatter(logging.Formatter):
+    """Format an audit record as its JSON line (anything else logged here as JSON too)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        if hasattr(record, "audit"):
+            return record.getMessage()
+        return _dumps(
+            {
+                "ts": _timestamp(),
+                "level": record.levelname,
+                "logger": record.name,
+                "message": record.getMessage(),
+            }
+        )
+
+
+def record(
+    event: str,
+    outcome: str,
+    *,
+    user_id: str | None = None,
+    email: str | None = None,
+    **fields: str | int | float | bool | None,
+) -> None:
+    """Write one audit event; `email` is logged only as `email_hash`, never as the address."""
+    if event not in EVENTS:
+        raise ValueError(f"unknown audit event {event!r}: add it to idp.audit.EVENTS")
+    if outcome not in OUTCOMES:
+        raise ValueError(f"unknown audit outcome {outcome!r}")
+    for name, value in fields.items():
+        _check_field(name, value)
+    payload: dict[str, Any] = {"ts": _timestamp(), "event": event, "outcome": outcome}
+    payload.update(origin())
+    payload["user_id"] = user_id
+    if email is not None:
+        payload["email_hash"] = email_hash(email)
+    payload.update(fields)
+    level = logging.INFO if outcome == "success" else logging.WARNING
+    logger.log(level, _dumps(payload), extra={"audit": payload})
+
+
+def _check_field(name: str, value: object) -> None:
+    lowered = name.lower()
+    if lowered in _RESERVED:
+        raise ValueError(f"audit field {name!r} is reserved")
+    if any(part in lowered for part in FORBIDDEN_NAME_PARTS):
+        raise ValueError(f"audit field {name!r} could hold a secret and is refused")
+    if not isinstance(value, _SCALARS):
+        # Dicts and objects (claims, forms, rows) could carry anything: only plain values.
+        raise TypeError(f"audit field {name!r} must be a plain value, not {type(value).__name__}")
+
+
+def origin() -> dict[str, str | None]:
+    """Who caused the current work: the request's id and address, or the CLI."""
+    carried = _carried_origin.get()
+    if carried is not None:
+        return dict(carried)
+    if has_request_context():
+        return {
+            "actor": "http",
+            "request_id": g.get("request_id"),
+            "client_address": request.remote_addr,
+        }
+    return {"actor": "cli", "request_id": None, "client_address": None}
+
+
+@contextmanager
+def on_behalf_of(request_origin: dict[str, str | None]) -> Iterator[None]:
+    """Attribute the events of work done after a request (a background job) to that request."""
+    token = _carried_origin.set(request_origin)
+    try:
+        yield
+    finally:
+        _carried_origin.reset(token)
+
+
+def email_hash(email: str) -> str:
+    """Return a short keyed digest of an address: repeated attempts on it correlate, it stays out.
+
+    An email is personal data and, hashed plainly, is recovered by hashing a list of candidate
+    addresses. Keyed with the server's secret it is a pseudonym to anyone holding only the logs.
+    """
+    # The same folding as accounts.canonical_email: every spelling of one address, one digest.
+    canonical = unicodedata.normalize("NFKC", email).casefold()
+    secret = current_app.secret_key
+    secret_bytes = secret.encode("utf-8") if isinstance(secret, str) else bytes(secret or b"")
+    key = hmac.new(secret_bytes, b"idp.audit.email_hash", hashlib.sha256).digest()
+    return hmac.new(key, canonical.encode("utf-8"), hashlib.sha256).hexdigest()[:16]
+
+
+def _timestamp() -> str:
+    return utcnow().isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _dumps(payload: dict[str, Any]) -> str:
+    # ASCII with escapes: a field can never break the line or forge a second record.
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=True)

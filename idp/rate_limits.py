@@ -1,0 +1,74 @@
+"""Per-address route limits (flask-limiter), one limiter per application.
+
+Limits are named scope.action and declared in ROUTE_LIMITS below. Counters live in Redis when
+IDP_REDIS_URL is set, shared by every worker and instance; in process memory otherwise. If Redis
+fails, limits fall back to process memory instead of failing open or refusing service.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from flask import Flask, current_app
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
+from limits.strategies import RateLimiter
+
+log = logging.getLogger(__name__)
+
+EXTENSION_KEY = "idp.limiter"
+
+# endpoint -> (limit name, setting that holds its value)
+ROUTE_LIMITS = {
+    "api.register": ("ip.register", "IDP_RATELIMIT_AUTH"),
+    "api.login": ("ip.login", "IDP_RATELIMIT_AUTH"),
+    "api.verify_email": ("ip.verify_email", "IDP_RATELIMIT_AUTH"),
+    "api.resend_verification": ("ip.resend_verification", "IDP_RATELIMIT_AUTH"),
+    "api.password_reset": ("ip.password_reset", "IDP_RATELIMIT_AUTH"),
+    "api.password_reset_confirm": ("ip.password_reset_confirm", "IDP_RATELIMIT_AUTH"),
+    "api.refresh": ("ip.refresh", "IDP_RATELIMIT_SESSION"),
+    "api.logout": ("ip.logout", "IDP_RATELIMIT_SESSION"),
+    "api.verify_token": ("ip.verify_token", "IDP_RATELIMIT_VERIFY"),
+    "oauth.token": ("ip.oauth_token", "IDP_RATELIMIT_OAUTH"),
+    "oauth.revoke": ("ip.oauth_revoke", "IDP_RATELIMIT_OAUTH"),
+    "oauth.introspect": ("ip.oauth_introspect", "IDP_RATELIMIT_OAUTH"),
+}
+
+
+def init_app(app: Flask, settings: dict[str, Any]) -> Limiter:
+    """Create the application's limiter and apply the route limits to registered views."""
+    enabled = settings["IDP_RATELIMIT_ENABLED"]
+    limiter = Limiter(
+        key_func=get_remote_address,
+        app=app,
+        storage_uri=settings["IDP_REDIS_URL"] or "memory://",
+        strategy="moving-window",
+        key_prefix=settings["IDP_RATELIMIT_PREFIX"],
+        headers_enabled=True,
+        swallow_errors=True,
+        in_memory_fallback_enabled=True,
+        enabled=enabled,
+    )
+    for endpoint, (scope, setting) in ROUTE_LIMITS.items():
+        view = app.view_functions[endpoint]
+        app.view_functions[endpoint] = limiter.limit(settings[setting], scope=scope)(view)
+    app.extensions[EXTENSION_KEY] = limiter
+    if not enabled:
+        log.warning("rate limiting is DISABLED (IDP_RATELIMIT_ENABLED=false)")
+    return limiter
+
+
+def current_strategy() -> RateLimiter:
+    """The limiter strategy over the current app's storage (or its in-memory fallback)."""
+    return current_app.extensions[EXTENSION_KEY].limiter
+
+
+def seconds_until_reset() -> int:
+    """Seconds until the limit that refused the current request lets it through again."""
+    limiter: Limiter = current_app.extensions[EXTENSION_KEY]
+    current = limiter.current_limit
+    if current is None:
+        return 60
+    return max(1, int(current.reset_at - time.time()))

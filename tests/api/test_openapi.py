@@ -1,0 +1,320 @@
+"""The OpenAPI document: valid OpenAPI 3.1, served, and true to every route and real answer.
+
+A scripted journey makes every answer the document promises (except 500) and checks each one
+against the schema, required headers and media type documented for its status; an answer with an
+undocumented status fails, and so does a documented status the journey never produced.
+"""
+
+from __future__ import annotations
+
+import json
+from importlib.resources import files
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from jsonschema import Draft202012Validator
+from openapi_spec_validator import validate as validate_openapi
+from referencing import Registry
+from referencing.jsonschema import DRAFT202012
+
+from idp.clock import utcnow
+from idp.services.clients import create_client
+from tests.flows import API, PASSWORD, register_and_verify, settle, unique_email
+
+DOCUMENT_PATH = "/api/v1/openapi.json"
+DOCUMENTED_PREFIXES = ("/api/", "/oauth/", "/.well-known/")
+HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
+UNLISTED_METHODS = {"HEAD", "OPTIONS"}  # answered by Flask (and CORS) for every route
+BASE_URI = "urn:idp:openapi"
+# A crash cannot be scripted; the fuzzing in test_fuzz_openapi.py looks for them instead.
+UNSCRIPTED_STATUSES = {"500"}
+
+
+def load_document() -> dict[str, Any]:
+    return json.loads(files("idp.api").joinpath("openapi.json").read_text())
+
+
+def escape(token: str) -> str:
+    """RFC 6901: escape one JSON Pointer token."""
+    return token.replace("~", "~0").replace("/", "~1")
+
+
+class Contract:
+    """Checks answers against the document and remembers which statuses it has seen."""
+
+    def __init__(self, document: dict[str, Any]) -> None:
+        self.document = document
+        resource = DRAFT202012.create_resource(document)
+        self.registry = Registry().with_resource(BASE_URI, resource)
+        self.seen: set[tuple[str, str, str]] = set()
+
+    def _resolve(self, pointer: str) -> tuple[str, dict[str, Any]]:
+        """Follow `$ref`s from a pointer into the document; return the final pointer and value."""
+        value: Any = self.document
+        for token in pointer.lstrip("/").split("/"):
+            value = value[token.replace("~1", "/").replace("~0", "~")]
+        if "$ref" in value:
+            return self._resolve(value["$ref"].removeprefix("#"))
+        return pointer, value
+
+    def _validate(self, pointer: str, instance: Any) -> None:
+        validator = Draft202012Validator(
+            {"$ref": f"{BASE_URI}#{pointer}"},
+            registry=self.registry,
+            format_checker=Draft202012Validator.FORMAT_CHECKER,
+        )
+        errors = sorted(validator.iter_errors(instance), key=lambda error: error.path)
+        assert not errors, "\n".join(f"{list(e.path)}: {e.message}" for e in errors)
+
+    def check(self, method: str, path: str, response: Any) -> Any:
+        method = method.lower()
+        status = str(response.status_code)
+        label = f"{method.upper()} {path} -> {status}"
+        responses = self.document["paths"][path][method]["responses"]
+        assert status in responses, f"{label} is not documented: {response.get_data(as_text=True)}"
+        pointer, answer = self._resolve(f"/paths/{escape(path)}/{method}/responses/{status}")
+
+        content = answer.get("content")
+        if content is None:
+            assert response.get_data() == b"", f"{label}: documented without a body"
+        else:
+            assert response.mimetype in content, f"{label}: undocumented {response.mimetype}"
+            schema = f"{pointer}/content/{escape(response.mimetype)}/schema"
+            try:
+                self._validate(schema, response.get_json())
+            except AssertionError as exc:
+                raise AssertionError(f"{label} breaks its schema:\n{exc}") from None
+
+        for name, header in answer.get("headers", {}).items():
+            header_pointer, header = self._resolve(f"{pointer}/headers/{escape(name)}")
+            value = response.headers.get(name)
+            if value is None:
+                assert not header.get("required"), f"{label}: required header {name} missing"
+                continue
+            if header["schema"].get("type") == "integer":
+                value = int(value)
+            self._validate(f"{header_pointer}/schema", value)
+
+        self.seen.add((method, path, status))
+        return response
+
+    def unseen(self) -> list[str]:
+        """Documented statuses that no checked answer had."""
+        return [
+            f"{method.upper()} {path} {status}"
+            for path, item in self.document["paths"].items()
+            for method, operation in item.items()
+            if method in HTTP_METHODS
+            for status in operation["responses"]
+            if status not in UNSCRIPTED_STATUSES and (method, path, status) not in self.seen
+        ]
+
+
+class Caller:
+    """A test client whose every answer goes through the contract."""
+
+    def __init__(self, client: FlaskClient, contract: Contract) -> None:
+        self.client = client
+        self.contract = contract
+
+    def get(self, path: str, **kwargs: Any) -> Any:
+        return self.contract.check("get", path, self.client.get(path, **kwargs))
+
+    def post(self, path: str, **kwargs: Any) -> Any:
+        return self.contract.check("post", path, self.client.post(path, **kwargs))
+
+
+@pytest.fixture(scope="module")
+def document() -> dict[str, Any]:
+    return load_document()
+
+
+# -- the document itself ----------------------------------------------------------------------
+
+
+def test_the_document_is_valid_openapi_3_1(document):
+    validate_openapi(document)
+    assert document["openapi"] == "3.1.0"
+
+
+def test_the_document_is_served_and_cacheable(client, document):
+    response = client.get(DOCUMENT_PATH)
+    assert response.status_code == 200
+    assert response.mimetype == "application/json"
+    assert response.json == document
+    assert response.headers["Cache-Control"] == "public, max-age=300"
+    assert "Pragma" not in response.headers
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    # Everything else under /api/ stays out of caches.
+    assert client.get(f"{API}/verify-token/").headers["Cache-Control"] == "no-store"
+
+
+def test_every_route_is_documented_with_exactly_its_methods(app: Flask, document):
+    routes: dict[str, set[str]] = {}
+    for rule in app.url_map.iter_rules():
+        if rule.rule.startswith(DOCUMENTED_PREFIXES):
+            routes.setdefault(rule.rule, set()).update((rule.methods or set()) - UNLISTED_METHODS)
+    documented = {
+        path: {method.upper() for method in item if method in HTTP_METHODS}
+        for path, item in document["paths"].items()
+    }
+    assert routes == documented
+
+
+# -- real answers -----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def contract(document) -> Contract:
+    return Contract(document)
+
+
+def mail_token(mailbox: Any, email: str, link: str) -> str:
+    """The token of the latest mail to `email` whose link goes to the frontend's `link` page."""
+    return [mail for mail in mailbox.to(email) if f"/{link}?token=" in mail.text][-1].token
+
+
+def auth_journey(api: Caller, mailbox: Any) -> None:
+    """Register, verify, log in, refresh, check, reset, log out: successes and their failures."""
+    email = unique_email("journey")
+    account = {"email": email, "password": PASSWORD, "first_name": "Ada", "last_name": "Lovelace"}
+    user_id = api.post(f"{API}/register/", json=account).json["data"]["user_id"]
+    api.post(f"{API}/register/", json={**account, "email": email.upper()})  # 409
+    api.post(f"{API}/register/", json={**account, "password": "short"})  # 400 policy
+    api.post(f"{API}/login/", json={"email": email, "password": PASSWORD})  # 403
+    api.post(f"{API}/resend-verification/", json={"email": email})
+    api.post(f"{API}/resend-verification/", json={"email": "not an address"})  # 400
+
+    settle(api.client)
+    token = mail_token(mailbox, email, "verify-email")
+    api.post(f"{API}/verify-email/", json={"token": token})
+    api.post(f"{API}/verify-email/", json={"token": token})  # 400 spent
+
+    api.post(f"{API}/login/", json={"email": email, "password": "Wrong-Horse-7"})  # 401
+    api.post(f"{API}/login/", json=[email])  # 400 not an object
+    pair = api.post(f"{API}/login/", json={"email": email, "password": PASSWORD}).json["data"]
+    assert pair["user"]["id"] == user_id
+    bearer = {"Authorization": f"Bearer {pair['token']}"}
+    api.get(f"{API}/verify-token/", headers=bearer)
+    api.get(f"{API}/verify-token/")  # 401 missing
+    api.get(f"{API}/verify-token/", headers={"Authorization": "Bearer not-a-jwt"})  # 401
+
+    fresh = api.post(f"{API}/token/refresh/", json={"refresh_token": pair["refresh_token"]})
+    pair = fresh.json["data"]
+    api.post(f"{API}/token/refresh/", json={"refresh_token": "x" * 43})  # 401
+    api.post(f"{API}/token/refresh/", json={"refresh_token": "not base64!"})  # 400
+
+    bearer = {"Authorization": f"Bearer {pair['token']}"}
+    other = {"token": pair["token"], "refresh_token": "y" * 43}
+    api.post(f"{API}/logout/", json=other)  # 400 token_mismatch
+    api.post(f"{API}/logout/")  # 401 missing
+    api.post(f"{API}/logout/", headers=bearer)
+
+    api.post(f"{API}/password-reset/", json={"email": email})
+    api.post(f"{API}/password-reset/", json={})  # 400
+    settle(api.client)
+    reset = mail_token(mailbox, email, "reset-password")
+    confirm = f"{API}/password-reset-confirm/"
+    api.post(confirm, json={"token": reset, "new_password": "weak"})  # 400, link still usable
+    api.post(confirm, json={"token": reset, "new_password": "Another-Horse-8"})
+    api.post(confirm, json={"token": reset, "new_password": "Another-Horse-8"})  # 400 spent
+
+
+JSON_ENDPOINTS = [
+    "register/",
+    "verify-email/",
+    "resend-verification/",
+    "login/",
+    "token/refresh/",
+    "logout/",
+    "password-reset/",
+    "password-reset-confirm/",
+]
+OAUTH_ENDPOINTS = ["/oauth/token", "/oauth/revoke", "/oauth/introspect"]
+
+
+def refused_bodies(api: Caller, limit: int) -> None:
+    """413 and 415 on every endpoint that reads a body."""
+    for name in JSON_ENDPOINTS:
+        path = f"{API}/{name}"
+        api.post(path, data="x=1", content_type="application/x-www-form-urlencoded")  # 415
+        api.post(path, data="{" + " " * limit + "}", content_type="application/json")  # 413
+    for path in OAUTH_ENDPOINTS:
+        api.post(path, data={"token": "t" * limit, "grant_type": "client_credentials"})  # 413
+
+
+def oauth_journey(app: Flask, api: Caller, mailbox: Any) -> None:
+    """Tokens for a confidential client and the public one; introspection and revocation."""
+    with app.app_context():
+        created = create_client("svc", "read write", utcnow())
+        basic = (created.client.client_id, created.client_secret)
+    bad_basic = (created.client.client_id, "nope")
+
+    granted = api.post("/oauth/token", data={"grant_type": "client_credentials"}, auth=basic)
+    issued = granted.json["access_token"]
+    api.post("/oauth/token", data={"grant_type": "client_credentials"}, auth=bad_basic)  # 401
+    api.post("/oauth/token", data={"grant_type": "password"}, auth=basic)  # 400
+
+    email = unique_email("oauth")
+    register_and_verify(api.client, mailbox, email)
+    login = {"email": email, "password": PASSWORD}
+    pair = api.post(f"{API}/login/", json=login).json["data"]
+    public = {"client_id": "idp-api"}
+    refreshed = api.post(
+        "/oauth/token",
+        data={"grant_type": "refresh_token", "refresh_token": pair["refresh_token"], **public},
+    ).json
+
+    introspect = "/oauth/introspect"
+    for token in (issued, refreshed["access_token"], refreshed["refresh_token"], "garbage"):
+        api.post(introspect, data={"token": token}, auth=basic)
+    api.post(introspect, data={"token": issued}, auth=bad_basic)  # 401
+    api.post(introspect, data={"token": issued, "token_type_hint": "id_token"}, auth=basic)
+
+    api.post("/oauth/revoke", data={"token": refreshed["access_token"], **public})
+    api.post("/oauth/revoke", data={"token": issued, **public})  # 400 another client's
+    api.post("/oauth/revoke", data={"token": issued})  # 401 no client
+    api.post(introspect, data={"token": refreshed["access_token"]}, auth=basic)  # inactive
+
+
+def discovery(api: Caller) -> None:
+    etag = api.get("/.well-known/jwks.json").headers["ETag"]
+    api.get("/.well-known/jwks.json", headers={"If-None-Match": etag})  # 304
+    api.get("/.well-known/openid-configuration")
+    api.get(DOCUMENT_PATH)
+
+
+def rate_limited(make_app: Any, contract: Contract) -> None:
+    """429 on every limited endpoint, from an app whose limits allow one request a minute."""
+    limits = ("AUTH", "SESSION", "VERIFY", "OAUTH")
+    app = make_app(
+        IDP_RATELIMIT_ENABLED=True, **{f"IDP_RATELIMIT_{name}": "1 per minute" for name in limits}
+    )
+    api = Caller(app.test_client(), contract)
+    for name in JSON_ENDPOINTS:
+        for _ in range(2):
+            api.post(f"{API}/{name}", json={})
+    for _ in range(2):
+        api.get(f"{API}/verify-token/")
+    for path in OAUTH_ENDPOINTS:
+        for _ in range(2):
+            api.post(path, data={"grant_type": "client_credentials", "token": "t"})
+
+
+def test_every_answer_matches_the_document(app, client, make_app, mailbox, contract):
+    api = Caller(client, contract)
+    auth_journey(api, mailbox)
+    refused_bodies(api, app.config["MAX_CONTENT_LENGTH"])
+    oauth_journey(app, api, mailbox)
+    discovery(api)
+    rate_limited(make_app, contract)
+    assert contract.unseen() == []
+
+
+def test_an_undocumented_status_fails_the_contract(client, contract):
+    response = client.post(f"{API}/verify-token/")  # 405: routing answers are not per route
+    assert response.status_code == 405
+    with pytest.raises(AssertionError, match="is not documented"):
+        contract.check("get", f"{API}/verify-token/", response)

@@ -1,0 +1,172 @@
+import logging
+
+import pytest
+
+from tests.flows import API, PASSWORD, register_and_verify, settle, unique_email
+from tests.support import free_port
+
+LIMITED = {"IDP_RATELIMIT_ENABLED": True}
+AUTH_ENDPOINTS = [
+    ("register/", {"email": "x@example.com", "password": "Weak"}),
+    ("login/", {"email": "x@example.com", "password": "Wrong-Pass-1"}),
+    ("verify-email/", {"token": "A" * 43}),
+    ("resend-verification/", {"email": "x@example.com"}),
+    ("password-reset/", {"email": "x@example.com"}),
+    ("password-reset-confirm/", {"token": "A" * 43, "new_password": "Brand-New-Secret-9"}),
+]
+
+
+def assert_rate_limited(response, window=60):
+    assert response.status_code == 429
+    assert response.json == {
+        "success": False,
+        "message": "Too many requests. Try again later.",
+        "code": "rate_limited",
+    }
+    assert 1 <= int(response.headers["Retry-After"]) <= window
+
+
+@pytest.mark.parametrize(("path", "body"), AUTH_ENDPOINTS)
+def test_auth_endpoints_allow_five_requests_a_minute_per_address(make_app, path, body):
+    client = make_app(**LIMITED).test_client()
+    for _ in range(5):
+        assert client.post(f"{API}/{path}", json=body).status_code != 429
+    assert_rate_limited(client.post(f"{API}/{path}", json=body))
+
+
+def test_one_budget_whatever_the_spelling(make_app):
+    client = make_app(**LIMITED).test_client()
+    body = {"email": "x@example.com", "password": "Wrong-Pass-1"}
+    spellings = [
+        f"{API}/login/",
+        f"{API}/login",
+        "/api/v1/auth//login/",
+        "/API/V1/AUTH/LOGIN/",
+        f"{API}/login/?cache=bust",
+    ]
+    assert [client.post(path, json=body).status_code for path in spellings] == [401] * 5
+    assert_rate_limited(client.post(f"{API}/Login", json=body))
+
+
+def test_a_spoofed_forwarded_for_buys_no_fresh_budget(make_app):
+    client = make_app(**LIMITED).test_client()
+    body = {"email": "x@example.com", "password": "Wrong-Pass-1"}
+    for n in range(5):
+        headers = {"X-Forwarded-For": f"198.51.100.{n}"}
+        client.post(f"{API}/login/", json=body, headers=headers)
+    spoofed = client.post(f"{API}/login/", json=body, headers={"X-Forwarded-For": "203.0.113.7"})
+    assert_rate_limited(spoofed)
+
+
+def test_behind_a_trusted_proxy_each_client_has_its_own_budget(make_app):
+    client = make_app(IDP_TRUSTED_PROXIES=1, **LIMITED).test_client()
+    body = {"email": "x@example.com", "password": "Wrong-Pass-1"}
+    first = {"X-Forwarded-For": "198.51.100.1"}
+    for _ in range(5):
+        client.post(f"{API}/login/", json=body, headers=first)
+    assert_rate_limited(client.post(f"{API}/login/", json=body, headers=first))
+    other = client.post(f"{API}/login/", json=body, headers={"X-Forwarded-For": "198.51.100.2"})
+    assert other.status_code == 401
+
+
+def test_session_and_oauth_limits_are_configurable(make_app, mailbox):
+    client = make_app(
+        IDP_RATELIMIT_SESSION="2 per minute", IDP_RATELIMIT_OAUTH="2 per minute", **LIMITED
+    ).test_client()
+    for _ in range(2):
+        assert (
+            client.post(f"{API}/token/refresh/", json={"refresh_token": "A" * 43}).status_code
+            == 401
+        )
+    assert_rate_limited(client.post(f"{API}/token/refresh/", json={"refresh_token": "A" * 43}))
+    for _ in range(2):
+        assert (
+            client.post("/oauth/token", data={"grant_type": "client_credentials"}).status_code
+            != 429
+        )
+    oauth = client.post("/oauth/token", data={"grant_type": "client_credentials"})
+    assert oauth.status_code == 429 and "Retry-After" in oauth.headers
+
+
+def test_failed_logins_for_one_account_hit_a_wall_from_any_address(make_app, mailbox):
+    # Many addresses (a trusted proxy says so), one account: credential stuffing.
+    client = make_app(
+        IDP_TRUSTED_PROXIES=1, IDP_LOGIN_FAILURES_PER_ACCOUNT="3 per 15 minutes", **LIMITED
+    ).test_client()
+    email = unique_email()
+    register_and_verify(client, mailbox, email)
+    stranger = unique_email()
+
+    def attempt(n, address, password):
+        headers = {"X-Forwarded-For": f"198.51.{n // 250}.{n % 250}"}
+        body = {"email": address, "password": password}
+        return client.post(f"{API}/login/", json=body, headers=headers)
+
+    for n in range(3):
+        assert attempt(n, email.upper(), "Wrong-Pass-1").status_code == 401
+        assert attempt(100 + n, stranger, "Wrong-Pass-1").status_code == 401
+    locked = attempt(10, email, PASSWORD)  # even the right password now
+    unknown = attempt(110, stranger, PASSWORD)
+    assert_rate_limited(locked, window=15 * 60)
+    assert_rate_limited(unknown, window=15 * 60)
+    assert locked.json == unknown.json
+    # Other accounts are not affected.
+    other = unique_email()
+    register_and_verify(client, mailbox, other)
+    assert attempt(20, other, PASSWORD).status_code == 200
+
+
+def test_successful_logins_are_not_counted_as_failures(make_app, mailbox):
+    client = make_app(
+        IDP_TRUSTED_PROXIES=1, IDP_LOGIN_FAILURES_PER_ACCOUNT="2 per 15 minutes", **LIMITED
+    ).test_client()
+    email = unique_email()
+    register_and_verify(client, mailbox, email)
+    for n in range(4):
+        headers = {"X-Forwarded-For": f"198.51.100.{n}"}
+        body = {"email": email, "password": PASSWORD}
+        assert client.post(f"{API}/login/", json=body, headers=headers).status_code == 200
+
+
+def test_mails_to_one_address_are_capped_silently(make_app, mailbox):
+    client = make_app(
+        IDP_TRUSTED_PROXIES=1, IDP_MAILS_PER_ADDRESS="2 per hour", **LIMITED
+    ).test_client()
+    email = unique_email()
+    register_and_verify(client, mailbox, email)  # the verification mail counts too
+    answers = []
+    for n in range(4):
+        headers = {"X-Forwarded-For": f"198.51.100.{n}"}
+        response = client.post(f"{API}/password-reset/", json={"email": email}, headers=headers)
+        answers.append((response.status_code, response.json))
+    assert len({str(answer) for answer in answers}) == 1 and answers[0][0] == 200
+    settle(client)
+    assert len(mailbox.to(email)) == 2
+
+
+def test_limits_can_be_turned_off_and_say_so(make_app, caplog):
+    caplog.set_level(logging.WARNING, logger="idp")
+    client = make_app(IDP_RATELIMIT_ENABLED=False).test_client()
+    assert "rate limiting is DISABLED" in caplog.text
+    body = {"email": "x@example.com", "password": "Wrong-Pass-1"}
+    statuses = {client.post(f"{API}/login/", json=body).status_code for _ in range(12)}
+    assert statuses == {401}
+
+
+def test_with_redis_down_limits_still_hold_per_process(make_app):
+    client = make_app(IDP_REDIS_URL=f"redis://127.0.0.1:{free_port()}/0", **LIMITED).test_client()
+    body = {"email": "x@example.com", "password": "Wrong-Pass-1"}
+    statuses = [client.post(f"{API}/login/", json=body).status_code for _ in range(7)]
+    assert 500 not in statuses
+    assert statuses[:5] == [401] * 5
+    assert statuses[-1] == 429
+
+
+@pytest.mark.redis
+def test_counters_in_redis_are_shared_by_every_instance(make_app):
+    shared = {"IDP_RATELIMIT_PREFIX": f"shared-{unique_email('p')}", **LIMITED}
+    first, second = make_app(**shared).test_client(), make_app(**shared).test_client()
+    body = {"email": "x@example.com", "password": "Wrong-Pass-1"}
+    for client in (first, second, first, second, first):
+        assert client.post(f"{API}/login/", json=body).status_code == 401
+    assert_rate_limited(second.post(f"{API}/login/", json=body))
