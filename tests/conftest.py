@@ -6,6 +6,8 @@ each run creates (and drops) a database of its own there.
 
 from __future__ import annotations
 
+import io
+import logging
 import os
 import uuid
 from collections.abc import Iterator
@@ -18,7 +20,7 @@ from flask.testing import FlaskClient
 from flask_migrate import upgrade
 from sqlalchemy import delete
 
-from idp import create_app
+from idp import audit, create_app
 from idp.extensions import db
 from tests.support import SMTPServer, create_postgres_database, drop_postgres_database
 
@@ -132,6 +134,17 @@ def app(make_app: Any) -> Flask:
 @pytest.fixture
 def client(app: Flask) -> FlaskClient:
     return app.test_client()
+
+
+@pytest.fixture
+def audit_output() -> Iterator[io.StringIO]:
+    """The audit logger's lines exactly as the production JSON handler writes them."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(audit.JSONFormatter())
+    audit.logger.addHandler(handler)
+    yield stream
+    audit.logger.removeHandler(handler)
 
 
 @pytest.fixture

@@ -12,12 +12,10 @@ import json
 import logging
 import re
 from collections import Counter
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from idp import audit
 from tests.flows import API, PASSWORD, login, register, settle, unique_email
 
 NEW_PASSWORD = "Fresh-Meadow-42"
@@ -25,17 +23,6 @@ WRONG_PASSWORD = "Wrong-Horse-8"
 LINK = re.compile(r"http://frontend\.test/[\w/-]+\?token=[\w-]+")
 REQUEST_ID = re.compile(r"^[0-9a-f]{16}$")
 TEST_CLIENT_ADDRESS = "127.0.0.1"  # werkzeug's test client
-
-
-@pytest.fixture
-def audit_output() -> Iterator[io.StringIO]:
-    """The audit logger's lines exactly as the production JSON handler writes them."""
-    stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(audit.JSONFormatter())
-    audit.logger.addHandler(handler)
-    yield stream
-    audit.logger.removeHandler(handler)
 
 
 def everything_logged(caplog: pytest.LogCaptureFixture, audit_output: io.StringIO) -> str:

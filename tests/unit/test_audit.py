@@ -6,7 +6,6 @@ import io
 import json
 import logging
 import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
@@ -16,22 +15,11 @@ from idp import audit
 REQUIRED = ["ts", "event", "outcome", "actor", "request_id", "client_address", "user_id"]
 
 
-@pytest.fixture
-def lines() -> Iterator[io.StringIO]:
-    """What the production JSON handler writes."""
-    stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(audit.JSONFormatter())
-    audit.logger.addHandler(handler)
-    yield stream
-    audit.logger.removeHandler(handler)
-
-
 def events(stream: io.StringIO) -> list[dict]:
     return [json.loads(line) for line in stream.getvalue().splitlines()]
 
 
-def test_an_event_is_one_json_object_on_one_line_with_the_required_keys(app, lines):
+def test_an_event_is_one_json_object_on_one_line_with_the_required_keys(app, audit_output):
     environ = {"REMOTE_ADDR": "203.0.113.9"}
     with app.test_request_context("/api/v1/auth/login/", environ_base=environ):
         app.preprocess_request()  # assigns the request id
@@ -39,9 +27,9 @@ def test_an_event_is_one_json_object_on_one_line_with_the_required_keys(app, lin
             "login.failure", "failure", user_id="u-1", reason="bad\nline", session_id="s-1"
         )
 
-    text = lines.getvalue()
+    text = audit_output.getvalue()
     assert text.count("\n") == 1  # a newline in a value is escaped, not a second record
-    (event,) = events(lines)
+    (event,) = events(audit_output)
     assert list(event)[: len(REQUIRED)] == REQUIRED
     assert event["event"] == "login.failure" and event["outcome"] == "failure"
     assert event["actor"] == "http"
@@ -91,10 +79,10 @@ def test_failures_and_denials_are_warnings(app, caplog):
         "credentials",
     ],
 )
-def test_a_field_that_could_hold_a_secret_is_refused(app, lines, name):
+def test_a_field_that_could_hold_a_secret_is_refused(app, audit_output, name):
     with app.app_context(), pytest.raises(ValueError, match="could hold a secret"):
         audit.record("login.failure", "failure", **{name: "s3cret-value"})
-    assert lines.getvalue() == ""
+    assert audit_output.getvalue() == ""
 
 
 @pytest.mark.parametrize("name", ["ts", "actor", "request_id", "client_address", "email_hash"])
@@ -119,7 +107,7 @@ def test_unknown_events_and_outcomes_are_refused(app):
             audit.record("login.success", "ok")
 
 
-def test_an_email_is_logged_only_as_a_keyed_digest(make_app, lines):
+def test_an_email_is_logged_only_as_a_keyed_digest(make_app, audit_output):
     app = make_app()
     with app.app_context():
         audit.record("login.failure", "failure", reason="unknown_account", email="Ada@Example.com")
@@ -129,8 +117,10 @@ def test_an_email_is_logged_only_as_a_keyed_digest(make_app, lines):
     with other.app_context():
         audit.record("login.failure", "failure", reason="unknown_account", email="ada@example.com")
 
-    first, same, different, elsewhere = (e["email_hash"] for e in events(lines))
-    assert "ada@" not in lines.getvalue().lower() and "example" not in lines.getvalue()
+    first, same, different, elsewhere = (e["email_hash"] for e in events(audit_output))
+    assert (
+        "ada@" not in audit_output.getvalue().lower() and "example" not in audit_output.getvalue()
+    )
     assert len(first) == 16
     assert first == same  # every spelling of one address correlates
     assert first != different
@@ -166,7 +156,7 @@ def test_cli_events_name_the_cli_and_no_request(make_app, tmp_path, caplog):
     assert secret not in caplog.text
 
 
-def test_work_done_after_a_request_keeps_its_origin(app, lines):
+def test_work_done_after_a_request_keeps_its_origin(app, audit_output):
     with app.test_request_context(environ_base={"REMOTE_ADDR": "198.51.100.4"}):
         app.preprocess_request()
         origin = audit.origin()
@@ -181,7 +171,7 @@ def test_work_done_after_a_request_keeps_its_origin(app, lines):
     worker.start()
     worker.join()
 
-    carried, bare = events(lines)
+    carried, bare = events(audit_output)
     assert carried["actor"] == "http" and carried["client_address"] == "198.51.100.4"
     assert carried["request_id"] is not None
     assert carried["request_id"] == origin["request_id"]
