@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import re
 import secrets
@@ -54,9 +55,47 @@ class NormalizeAPIPath:
         return self.wsgi_app(environ, start_response)
 
 
+class BoundUnsizedBody:
+    """WSGI middleware: a body sent without Content-Length (chunked) gets one, or a 413.
+
+    Werkzeug limits such a stream to MAX_CONTENT_LENGTH by silently cutting it, so a chunked
+    body over the limit would be parsed from its first bytes instead of refused. Here the body
+    is read up to one byte past the limit and handed on with its length, so an oversized one
+    meets the same 413 as a body whose Content-Length says so.
+    """
+
+    _read_size = 64 * 1024
+
+    def __init__(self, wsgi_app: Any, limit: int) -> None:
+        self.wsgi_app = wsgi_app
+        self.limit = limit
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        chunked = "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
+        if chunked and not environ.get("CONTENT_LENGTH"):
+            stream = environ["wsgi.input"]
+            chunks: list[bytes] = []
+            remaining = self.limit + 1
+            while remaining > 0:
+                chunk = stream.read(min(remaining, self._read_size))
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                remaining -= len(chunk)
+            body = b"".join(chunks)
+            environ["wsgi.input"] = io.BytesIO(body)
+            environ["CONTENT_LENGTH"] = str(len(body))
+            # Werkzeug ignores Content-Length while Transfer-Encoding says chunked.
+            environ.pop("HTTP_TRANSFER_ENCODING", None)
+        return self.wsgi_app(environ, start_response)
+
+
 def init_app(app: Flask) -> None:
     """Attach path folding, request ids, security headers and error handlers."""
     app.wsgi_app = NormalizeAPIPath(app.wsgi_app)  # type: ignore[method-assign]
+    app.wsgi_app = BoundUnsizedBody(  # type: ignore[method-assign]
+        app.wsgi_app, app.config["MAX_CONTENT_LENGTH"]
+    )
     settings = app.config["IDP"]
     # The API is called with bearer tokens from browsers on these origins only; no cookies, so
     # no credentials mode. Discovery and JWKS are public documents any origin may read.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import unicodedata
 from typing import Annotated, Any, TypeVar
 
@@ -117,14 +118,35 @@ def _json_body(optional: bool) -> Any:
         return {}
     if request.mimetype != "application/json":
         raise UnsupportedMediaType()
+    # RFC 8259 8.1: JSON between systems is UTF-8; any other charset is refused, not guessed.
+    if request.mimetype_params.get("charset", "utf-8").lower() not in ("utf-8", "utf8"):
+        raise UnsupportedMediaType()
+    encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
+    if encoding not in ("", "identity"):
+        # RFC 9110 15.5.16: an unsupported content coding is a 415 that says what is accepted.
+        raise UnsupportedMediaType(headers={"Accept-Encoding": "identity"})
     try:
-        payload = request.get_json()
-    except (BadRequest, RecursionError) as exc:
+        text = request.get_data(cache=True).decode("utf-8-sig")
+        payload = json.loads(text, object_pairs_hook=_unique_names, parse_constant=_no_constant)
+    except (BadRequest, ValueError, RecursionError) as exc:
+        # ValueError: not UTF-8, not JSON, a repeated name, NaN/Infinity, an integer too long.
         # RecursionError: nesting deeper than the JSON parser goes, e.g. "[[[[..." in 64 KiB.
         raise MalformedRequest() from exc
     if not isinstance(payload, dict):
         raise MalformedRequest()
     return payload
+
+
+def _unique_names(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """An object naming a member twice is ambiguous (RFC 8259 4): refuse it, never pick one."""
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        raise ValueError("duplicate name in a JSON object")
+    return obj
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
 
 
 def _field_errors(exc: ValidationError) -> dict[str, list[str]]:

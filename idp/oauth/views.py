@@ -23,13 +23,20 @@ def refuse_repeated_parameters() -> Response | None:
         return None
     for source in (request.args, request.form):
         if any(len(values) > 1 for values in source.listvalues()):
-            response = jsonify(
-                error="invalid_request", error_description="A parameter is repeated."
-            )
-            response.status_code = 400
-            response.headers["Cache-Control"] = "no-store"
-            return response
+            return _invalid_request("A parameter is repeated.")
+    # RFC 6749 2.3: a client must not use more than one authentication method in a request
+    # (HTTP Basic and a client_secret in the body could even name two different clients).
+    scheme = request.headers.get("Authorization", "").split(None, 1)[:1]
+    if scheme and scheme[0].lower() == "basic" and "client_secret" in request.form:
+        return _invalid_request("More than one client authentication method is used.")
     return None
+
+
+def _invalid_request(description: str) -> Response:
+    response = jsonify(error="invalid_request", error_description=description)
+    response.status_code = 400
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 @bp.post("/oauth/token")

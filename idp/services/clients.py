@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -13,6 +14,8 @@ from idp.models import OAuthClient
 from idp.services.secret_tokens import digest, digest_matches, new_secret
 
 CONFIDENTIAL_GRANTS = frozenset({"client_credentials"})
+NAME_MAX = 200  # the columns' lengths (PostgreSQL refuses longer values)
+SCOPE_MAX = 500
 SCOPE_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789:._-/")
 
 
@@ -31,6 +34,14 @@ def create_client(name: str, scope: str, now: datetime) -> CreatedClient:
     scopes = scope.split()
     if not name.strip():
         raise ClientCommandError("a client needs a name")
+    # The name is printed by `clients list`: a newline, escape sequence or bidi override in it
+    # could forge lines or recolour an admin's terminal.
+    if any(unicodedata.category(ch) in ("Cc", "Cf") for ch in name):
+        raise ClientCommandError("a client name must not contain control characters")
+    if len(name.strip()) > NAME_MAX or len(" ".join(dict.fromkeys(scopes))) > SCOPE_MAX:
+        raise ClientCommandError(
+            f"a client name has at most {NAME_MAX} characters, its scope {SCOPE_MAX}"
+        )
     for item in scopes:
         if not set(item) <= SCOPE_CHARS:
             raise ClientCommandError(f"invalid scope {item!r}")

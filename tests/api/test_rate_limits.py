@@ -1,4 +1,5 @@
 import logging
+import uuid
 
 import pytest
 
@@ -164,7 +165,8 @@ def test_with_redis_down_limits_still_hold_per_process(make_app):
 
 @pytest.mark.redis
 def test_counters_in_redis_are_shared_by_every_instance(make_app):
-    shared = {"IDP_RATELIMIT_PREFIX": f"shared-{unique_email('p')}", **LIMITED}
+    # Unique per run: Redis outlives a run, and a reused prefix would inherit its counters.
+    shared = {"IDP_RATELIMIT_PREFIX": f"shared-{uuid.uuid4().hex}", **LIMITED}
     first, second = make_app(**shared).test_client(), make_app(**shared).test_client()
     body = {"email": "x@example.com", "password": "Wrong-Pass-1"}
     for client in (first, second, first, second, first):

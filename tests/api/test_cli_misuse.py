@@ -1,0 +1,28 @@
+"""Admin commands given hostile or impossible input fail with a message and change nothing."""
+
+import pytest
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "evil\nFAKEID  admin  read  2020-01-01T00:00:00+00:00",  # a forged `clients list` line
+        "red\x1b[31malert",  # a terminal escape sequence
+        "abc\u202edcba",  # a bidi override that reverses what the admin reads
+        "n" * 201,  # longer than the column
+    ],
+)
+def test_a_client_name_that_could_forge_the_listing_or_not_fit_is_refused(app, name):
+    runner = app.test_cli_runner()
+    result = runner.invoke(args=["clients", "create", name, "--scope", "read"])
+    assert result.exit_code != 0
+    assert "client_secret" not in result.output
+    listed = runner.invoke(args=["clients", "list"])
+    assert listed.exit_code == 0
+    assert listed.output == ""
+
+
+def test_an_ordinary_client_name_is_still_accepted(app):
+    result = app.test_cli_runner().invoke(args=["clients", "create", "Billing (prod) ü"])
+    assert result.exit_code == 0, result.output
+    assert "client_secret: " in result.output
