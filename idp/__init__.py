@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -10,12 +11,15 @@ from typing import Any
 from flask import Flask
 
 from idp import audit, cli, database, http, rate_limits
-from idp.config import flask_config, load_settings
+from idp.config import PRODUCTION, flask_config, load_settings
+from idp.errors import ConfigurationError, SigningKeyError
 from idp.extensions import mail
 from idp.oauth2 import config_oauth
 from idp.services import registry
+from idp.services.keys import KeyStore
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+log = logging.getLogger(__name__)
 
 
 def _configure_logging(level: str) -> None:
@@ -26,6 +30,29 @@ def _configure_logging(level: str) -> None:
         handler = logging.StreamHandler()
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         logger.addHandler(handler)
+
+
+def _prepare_signing_key(keys: KeyStore, environment: str) -> None:
+    """Development: create the first key if there is none. Production: refuse to serve without.
+
+    Production never generates a key on start: an admin creates it, deliberately, with
+    `flask --app wsgi keys rotate`. That command builds the app too, so under the `flask`
+    command (Flask sets FLASK_RUN_FROM_CLI) a missing key is only a warning.
+    """
+    if environment != PRODUCTION:
+        keys.ensure_signing_key()
+        return
+    try:
+        keys.signing_key()
+    except SigningKeyError:
+        message = (
+            f"no signing key in IDP_KEYS_DIR ({keys.path}); IDP_ENV=production does not "
+            "create one on start: run `flask --app wsgi keys rotate` first"
+        )
+        if os.environ.get("FLASK_RUN_FROM_CLI") == "true":
+            log.warning("%s", message)
+            return
+        raise ConfigurationError(message) from None
 
 
 def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
@@ -45,16 +72,18 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     database.init_app(app, str(PROJECT_ROOT / "migrations"))
     mail.init_app(app)
     services = registry.init_app(app, settings)
-    services.keys.ensure_signing_key()
+    _prepare_signing_key(services.keys, settings["IDP_ENV"])
     config_oauth(app)
 
     from idp.api import bp as api_bp
     from idp.api.openapi import bp as openapi_bp
+    from idp.health import bp as health_bp
     from idp.oauth import bp as oauth_bp
 
     app.register_blueprint(api_bp)
     app.register_blueprint(openapi_bp)
     app.register_blueprint(oauth_bp)
+    app.register_blueprint(health_bp)
     rate_limits.init_app(app, settings)
     http.init_app(app)
     cli.init_app(app)

@@ -1,6 +1,11 @@
-"""Admin commands: `flask --app wsgi keys|clients ...`. Parse arguments, call a service, print."""
+"""Admin commands: `flask --app wsgi keys|clients|maintenance ...`.
+
+Parse arguments, call a service, print.
+"""
 
 from __future__ import annotations
+
+from datetime import timedelta
 
 import click
 from flask import Flask
@@ -17,12 +22,14 @@ keys_cli = AppGroup("keys", help="Manage the RS256 signing keys.")
 # an unknown option (the commands have no short options that could swallow part of it).
 KID_ARGUMENT = {"ignore_unknown_options": True}
 clients_cli = AppGroup("clients", help="Manage OAuth clients.")
+maintenance_cli = AppGroup("maintenance", help="Housekeeping for cron.")
 
 
 def init_app(app: Flask) -> None:
     """Register the command groups."""
     app.cli.add_command(keys_cli)
     app.cli.add_command(clients_cli)
+    app.cli.add_command(maintenance_cli)
 
 
 @keys_cli.command("list")
@@ -104,3 +111,25 @@ def clients_delete(client_id: str) -> None:
         raise click.ClickException(str(exc)) from exc
     audit.record("client.deleted", "success", client_id=client_id)
     click.echo(f"client {client_id} deleted")
+
+
+@maintenance_cli.command("purge")
+@click.option(
+    "--retention-days",
+    type=click.IntRange(0, 36_500),
+    default=30,
+    show_default=True,
+    help="Keep spent and expired rows this long (for investigations) before deleting them.",
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(1, 10_000),
+    default=1000,
+    show_default=True,
+    help="Rows deleted per transaction.",
+)
+def maintenance_purge(retention_days: int, batch_size: int) -> None:
+    """Delete expired denylist entries and long-dead one-time tokens, refresh tokens, sessions."""
+    counts = get_services().maintenance.purge(utcnow(), timedelta(days=retention_days), batch_size)
+    for table, count in counts.items():
+        click.echo(f"{table}: {count} deleted")

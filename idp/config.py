@@ -7,6 +7,7 @@ import secrets
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from limits import parse_many
 
@@ -29,8 +30,24 @@ def _int(value: str) -> int:
     return int(value.strip())
 
 
+DEVELOPMENT = "development"
+PRODUCTION = "production"
+ENVIRONMENTS = (DEVELOPMENT, PRODUCTION)
+# Hosts where a plain-http issuer is a developer's own machine, not a network.
+_LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1"}
+MIN_PRODUCTION_SECRET_LENGTH = 32
+
+
+def _environment(value: str) -> str:
+    lowered = value.strip().lower()
+    if lowered not in ENVIRONMENTS:
+        raise ValueError(f"must be one of {', '.join(ENVIRONMENTS)}, not {value!r}")
+    return lowered
+
+
 # name -> (parser, default). Defaults that depend on the instance folder are filled in later.
 SETTINGS: dict[str, tuple[Callable[[str], Any], Any]] = {
+    "IDP_ENV": (_environment, DEVELOPMENT),
     "IDP_DATABASE_URL": (str, None),
     "IDP_REDIS_URL": (str, None),
     "IDP_ISSUER": (str, "http://localhost:5000"),
@@ -69,6 +86,7 @@ SETTINGS: dict[str, tuple[Callable[[str], Any], Any]] = {
     "IDP_ARGON2_MAX_CONCURRENT": (_int, 2),
     "IDP_CORS_ORIGINS": (str, ""),
     "IDP_REGISTRATION_PRIVACY": (_bool, False),
+    "IDP_ALLOW_MEMORY_RATELIMIT": (_bool, False),
 }
 
 # Bounds that keep a typo from producing an insecure server.
@@ -130,11 +148,53 @@ def load_settings(
             parse_many(settings[name])
         except ValueError as exc:
             raise ConfigurationError(f"{name}: not a rate limit ({exc})") from exc
+    if settings["IDP_ENV"] not in ENVIRONMENTS:
+        raise ConfigurationError(f"IDP_ENV must be one of {', '.join(ENVIRONMENTS)}")
+    if settings["IDP_ENV"] == PRODUCTION:
+        # Before any development default (the generated secret) can fill a gap.
+        _refuse_unsafe_production(settings)
     if not settings["IDP_DATABASE_URL"]:
         settings["IDP_DATABASE_URL"] = f"sqlite:///{Path(instance_path) / 'idp.sqlite3'}"
     if not settings["IDP_SECRET_KEY"]:
         settings["IDP_SECRET_KEY"] = _instance_secret(Path(instance_path))
     return settings
+
+
+def _refuse_unsafe_production(settings: Mapping[str, Any]) -> None:
+    """Raise ConfigurationError for conveniences that are fine on a laptop and unsafe live."""
+    secret = settings["IDP_SECRET_KEY"]
+    if not secret:
+        raise ConfigurationError(
+            "IDP_SECRET_KEY must be set when IDP_ENV=production; the development secret "
+            "generated into instance/ is not shared by other hosts and is not managed as a secret"
+        )
+    if len(secret) < MIN_PRODUCTION_SECRET_LENGTH:
+        raise ConfigurationError(
+            f"IDP_SECRET_KEY must be at least {MIN_PRODUCTION_SECRET_LENGTH} characters "
+            "when IDP_ENV=production"
+        )
+    for name in ("IDP_ISSUER", "IDP_FRONTEND_URL"):
+        url = urlsplit(settings[name])
+        if url.scheme != "https" and url.hostname not in _LOCAL_HOSTS:
+            raise ConfigurationError(
+                f"{name} must be an https:// URL when IDP_ENV=production "
+                "(plain http only for localhost)"
+            )
+    if not settings["IDP_MAIL_SERVER"]:
+        raise ConfigurationError(
+            "IDP_MAIL_SERVER must be set when IDP_ENV=production; without it mails, with their "
+            "live verification and reset links, are written to the log"
+        )
+    if (
+        settings["IDP_RATELIMIT_ENABLED"]
+        and not settings["IDP_REDIS_URL"]
+        and not settings["IDP_ALLOW_MEMORY_RATELIMIT"]
+    ):
+        raise ConfigurationError(
+            "IDP_REDIS_URL must be set when IDP_ENV=production: counters in process memory "
+            "multiply every rate limit by the number of workers and instances "
+            "(IDP_ALLOW_MEMORY_RATELIMIT=true accepts that for a single-process deployment)"
+        )
 
 
 def _origins(value: str | list[str]) -> list[str]:

@@ -11,8 +11,10 @@ from idp.rate_limits import current_strategy
 from idp.services.access_tokens import AccessTokenService
 from idp.services.accounts import AccountService
 from idp.services.background import BackgroundJobs
+from idp.services.health import HealthService
 from idp.services.keys import KeyStore
 from idp.services.mail import LogBackend, MailBackend, MailService, SMTPBackend
+from idp.services.maintenance import MaintenanceService
 from idp.services.passwords import PasswordService
 from idp.services.sessions import SessionService
 from idp.services.throttle import Throttle
@@ -30,6 +32,8 @@ class Services:
     mail: MailService
     accounts: AccountService
     jobs: BackgroundJobs
+    health: HealthService
+    maintenance: MaintenanceService
 
 
 def init_app(app: Flask, settings: dict[str, Any]) -> Services:
@@ -87,6 +91,10 @@ def init_app(app: Flask, settings: dict[str, Any]) -> Services:
             registration_privacy=settings["IDP_REGISTRATION_PRIVACY"],
         ),
         jobs=jobs,
+        health=HealthService(keys, settings["IDP_REDIS_URL"]),
+        maintenance=MaintenanceService(
+            settings["IDP_ACCESS_TOKEN_TTL"], settings["IDP_TOKEN_LEEWAY"]
+        ),
     )
     app.extensions[EXTENSION_KEY] = services
     return services
