@@ -61,6 +61,7 @@ def jwks() -> Response:
 
 
 @bp.get("/.well-known/openid-configuration")
+@bp.get("/.well-known/oauth-authorization-server")
 def openid_configuration() -> Response:
     body = json.dumps(discovery_document(get_services().settings)).encode()
     return _cacheable_json(body, None)

@@ -115,8 +115,11 @@ class IntrospectionEndpoint(_TokenTypeHint, _IntrospectionEndpoint):
         return PresentedToken(claims=verified.claims)
 
     def check_permission(self, token: PresentedToken, client: Client, request: Any) -> bool:
-        # Any confidential client may introspect: that is what a resource server is.
-        return client.is_confidential
+        # Any confidential client may introspect access tokens: that is what a resource server
+        # is. A refresh token is shown only to the client it was issued to (RFC 7662 section 4).
+        if not client.is_confidential:
+            return False
+        return token.refresh is None or token.check_client(client)
 
     def introspect_token(self, token: PresentedToken) -> dict[str, Any]:
         return token.introspection(get_services().settings["IDP_ISSUER"])

@@ -53,7 +53,10 @@ def init_app(app: Flask, settings: dict[str, Any]) -> Services:
         leeway=settings["IDP_TOKEN_LEEWAY"],
     )
     sessions = SessionService(
-        access_tokens, settings["IDP_REFRESH_TOKEN_TTL"], settings["IDP_REFRESH_REUSE_GRACE"]
+        access_tokens,
+        settings["IDP_REFRESH_TOKEN_TTL"],
+        settings["IDP_REFRESH_REUSE_GRACE"],
+        settings["IDP_SESSION_MAX_AGE"],
     )
     backend: MailBackend
     if settings["IDP_MAIL_SERVER"]:

@@ -40,11 +40,18 @@ class SessionService:
     """Start, rotate and end refresh sessions; mint the access tokens that belong to them."""
 
     def __init__(
-        self, access_tokens: AccessTokenService, refresh_ttl: int, reuse_grace: int
+        self,
+        access_tokens: AccessTokenService,
+        refresh_ttl: int,
+        reuse_grace: int,
+        max_age: int = 30 * 24 * 3600,
     ) -> None:
         self.access_tokens = access_tokens
         self.refresh_ttl = timedelta(seconds=refresh_ttl)
         self.reuse_grace = timedelta(seconds=reuse_grace)
+        # Absolute session lifetime (ASVS 3.3.2): rotation slides each token's expiry, never
+        # past this much after the login.
+        self.max_age = timedelta(seconds=max_age)
 
     def start(self, user: User, client_id: str, scope: str, now: datetime) -> TokenPair:
         """Open a session for a freshly authenticated user and commit it."""
@@ -191,7 +198,7 @@ class SessionService:
                 session_id=session.id,
                 token_hash=digest(raw),
                 created_at=now,
-                expires_at=now + self.refresh_ttl,
+                expires_at=min(now + self.refresh_ttl, session.created_at + self.max_age),
             )
         )
         issued = self.access_tokens.issue(

@@ -425,20 +425,12 @@ def test_introspecting_garbage_is_inactive(client, service, name):
     assert response.json == {"active": False}
 
 
-def test_introspecting_a_refresh_token(client, service, user):
-    body = introspect(client, service, user.refresh_token).json
-    assert body["active"] is True
-    assert body["token_type"] == "refresh_token"
-    assert body["sub"] == user.user_id
-    assert body["client_id"] == API_CLIENT_ID
-    assert body["scope"] == API_SCOPE
-    assert body["iss"] == ISSUER
-    assert body["exp"] > body["iat"]
-
-    rotated = refresh(client, user.refresh_token)
-    assert rotated.status_code == 200
+def test_a_resource_server_cannot_introspect_a_users_refresh_token(client, service, user):
+    # RFC 7662 section 4: refresh tokens are for the client they were issued to, not for
+    # resource servers; to anyone else such a token is simply not active.
     assert introspect(client, service, user.refresh_token).json == {"active": False}
-    assert introspect(client, service, rotated.json["refresh_token"]).json["active"] is True
+    # ...while the user's access token is what a resource server may look at.
+    assert introspect(client, service, user.token).json["active"] is True
 
 
 def test_introspection_needs_client_authentication(client, service, user):
@@ -530,7 +522,6 @@ def test_a_client_cannot_revoke_another_clients_tokens(client, service, other_se
     # Nothing was revoked.
     assert verify_token(client, user.token).status_code == 200
     assert introspect(client, service, others_token).json["active"] is True
-    assert introspect(client, service, user.refresh_token).json["active"] is True
     assert refresh(client, user.refresh_token).status_code == 200
 
 
@@ -654,3 +645,10 @@ def test_a_repeated_parameter_is_an_invalid_request(client, path):
     assert response.status_code == 400
     assert response.json["error"] == "invalid_request"
     assert response.headers["Cache-Control"] == "no-store"
+
+
+def test_rfc8414_metadata_address_serves_the_same_document(client):
+    oidc = client.get("/.well-known/openid-configuration")
+    rfc8414 = client.get("/.well-known/oauth-authorization-server")
+    assert rfc8414.status_code == 200
+    assert rfc8414.json == oidc.json

@@ -283,6 +283,7 @@ def discovery(api: Caller) -> None:
     etag = api.get("/.well-known/jwks.json").headers["ETag"]
     api.get("/.well-known/jwks.json", headers={"If-None-Match": etag})  # 304
     api.get("/.well-known/openid-configuration")
+    api.get("/.well-known/oauth-authorization-server")
     api.get(DOCUMENT_PATH)
 
 

@@ -107,3 +107,30 @@ def test_unknown_and_malformed_refresh_tokens(client):
     assert refresh(client, "A" * 43).status_code == 401
     assert refresh(client, "x").status_code == 400
     assert client.post(f"{API}/token/refresh/", json={}).status_code == 400
+
+
+def test_rotation_never_extends_a_session_past_its_absolute_lifetime(make_app, mailbox):
+    from sqlalchemy import select
+
+    from idp.models import RefreshSession
+
+    app = make_app(IDP_SESSION_MAX_AGE=3600, IDP_REFRESH_TOKEN_TTL=7200)
+    client = app.test_client()
+    user = logged_in_user(client, mailbox)
+    with app.app_context():
+        session = db.session.scalar(select(RefreshSession))
+        token = db.session.scalar(select(RefreshToken))
+        assert token.expires_at == session.created_at + timedelta(hours=1)
+        # The login happened 59 minutes ago: a rotation now must not reach past the hour.
+        session.created_at = utcnow() - timedelta(minutes=59)
+        db.session.commit()
+    rotated = refresh(client, user.refresh_token)
+    assert rotated.status_code == 200
+    with app.app_context():
+        newest = db.session.scalars(select(RefreshToken).order_by(RefreshToken.id.desc())).first()
+        assert newest.expires_at <= utcnow() + timedelta(minutes=1, seconds=5)
+        session = db.session.scalar(select(RefreshSession))
+        session.created_at = utcnow() - timedelta(hours=2)
+        db.session.execute(update(RefreshToken).values(expires_at=utcnow() - timedelta(seconds=1)))
+        db.session.commit()
+    assert refresh(client, rotated.json["data"]["refresh_token"]).status_code == 401
