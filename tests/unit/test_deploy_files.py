@@ -1,0 +1,68 @@
+"""docker-compose.yml and the Dockerfile, checked for structure (no Docker engine runs here)."""
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from idp.config import SETTINGS, load_settings
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+
+
+def test_the_stack_has_its_services_and_health_checks(compose):
+    services = compose["services"]
+    assert set(services) == {"idp", "postgres", "redis", "mailpit"}
+    for name in ("idp", "postgres", "redis"):
+        assert services[name]["healthcheck"]["test"], name
+    assert "/readyz" in " ".join(services["idp"]["healthcheck"]["test"])
+    depends = services["idp"]["depends_on"]
+    assert depends["postgres"]["condition"] == "service_healthy"
+    assert depends["redis"]["condition"] == "service_healthy"
+
+
+def test_idp_migrates_and_has_a_key_before_it_serves(compose):
+    command = " ".join(compose["services"]["idp"]["command"])
+    upgrade, rotate, serve = (
+        command.index("db upgrade"),
+        command.index("keys rotate"),
+        command.index("gunicorn"),
+    )
+    assert upgrade < rotate < serve
+    assert "exec gunicorn" in command
+
+
+def test_keys_live_in_a_volume(compose):
+    service = compose["services"]["idp"]
+    assert "idp-keys:/app/keys" in service["volumes"]
+    assert service["environment"]["IDP_KEYS_DIR"] == "/app/keys"
+    assert "idp-keys" in compose["volumes"]
+
+
+def test_every_setting_is_one_idp_knows_and_production_accepts_them(compose, tmp_path):
+    environment = dict(compose["services"]["idp"]["environment"])
+    unknown = [name for name in environment if name.startswith("IDP_") and name not in SETTINGS]
+    assert unknown == []
+    assert re.fullmatch(r"\$\{IDP_SECRET_KEY:\?.+\}", environment["IDP_SECRET_KEY"])
+    environment["IDP_SECRET_KEY"] = "x" * 48  # what the operator supplies
+    settings = load_settings(str(tmp_path), environ=environment)
+    assert settings["IDP_ENV"] == "production"
+    assert settings["IDP_DATABASE_URL"].startswith("postgresql+psycopg://")
+    db_service = compose["services"]["postgres"]["environment"]
+    assert (
+        f"{db_service['POSTGRES_USER']}:{db_service['POSTGRES_PASSWORD']}@postgres"
+        in (settings["IDP_DATABASE_URL"])
+    )
+
+
+def test_the_image_contains_what_the_app_reads_at_run_time():
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    for needed in ("idp", "migrations", "templates", "wsgi.py", "gunicorn.conf.py"):
+        assert re.search(rf"^COPY .*\b{re.escape(needed)}\b", dockerfile, re.M), needed
+    assert re.search(r"^USER (?!root)\w+", dockerfile, re.M)  # not root
