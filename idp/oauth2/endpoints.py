@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from authlib.oauth2.rfc6749 import UnsupportedTokenTypeError as _UnsupportedTokenTypeError
@@ -29,6 +30,20 @@ def _find_refresh(token: str) -> PresentedToken | None:
     return PresentedToken(refresh=row) if row is not None else None
 
 
+def _presented(
+    token_string: str, read_claims: Callable[[str], dict[str, Any]]
+) -> PresentedToken | None:
+    """Find a presented token: a JWT through read_claims, anything else as a refresh token."""
+    if not token_string or len(token_string) > MAX_PRESENTED_TOKEN:
+        return None
+    if not _looks_like_jwt(token_string):
+        return _find_refresh(token_string)
+    try:
+        return PresentedToken(claims=read_claims(token_string))
+    except InvalidAccessToken:
+        return None
+
+
 class UnsupportedTokenTypeError(_UnsupportedTokenTypeError):
     """An unknown token_type_hint: 400 as RFC 6749 5.2 asks (Authlib answers 401, which tells a
     client that did authenticate that its credentials failed)."""
@@ -52,15 +67,11 @@ class RevocationEndpoint(_TokenTypeHint, _RevocationEndpoint):
     CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
 
     def query_token(self, token_string: str, token_type_hint: str | None) -> PresentedToken | None:
-        if not token_string or len(token_string) > MAX_PRESENTED_TOKEN:
-            return None
-        if not _looks_like_jwt(token_string):
-            return _find_refresh(token_string)
-        try:
-            claims = get_services().access_tokens.decode(token_string, utcnow())
-        except InvalidAccessToken:
-            return None  # RFC 7009 2.2: an invalid token needs no revocation
-        return PresentedToken(claims=claims)
+        # Signature and claims only: a revoked token may be revoked again (RFC 7009 2.2: an
+        # invalid one needs no revocation and is answered 200 all the same).
+        return _presented(
+            token_string, lambda raw: get_services().access_tokens.decode(raw, utcnow())
+        )
 
     def revoke_token(self, token: PresentedToken, request: Any) -> None:
         services = get_services()
@@ -104,15 +115,10 @@ class IntrospectionEndpoint(_TokenTypeHint, _IntrospectionEndpoint):
     CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
 
     def query_token(self, token_string: str, token_type_hint: str | None) -> PresentedToken | None:
-        if not token_string or len(token_string) > MAX_PRESENTED_TOKEN:
-            return None
-        if not _looks_like_jwt(token_string):
-            return _find_refresh(token_string)
-        try:
-            verified = get_services().access_tokens.verify(token_string, utcnow())
-        except InvalidAccessToken:
-            return None
-        return PresentedToken(claims=verified.claims)
+        # Full verification: revoked, logged-out and orphaned tokens are simply not active.
+        return _presented(
+            token_string, lambda raw: get_services().access_tokens.verify(raw, utcnow()).claims
+        )
 
     def check_permission(self, token: PresentedToken, client: Client, request: Any) -> bool:
         # Any confidential client may introspect access tokens: that is what a resource server
