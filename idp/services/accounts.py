@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import unicodedata
 import uuid
 from datetime import datetime
@@ -30,8 +29,6 @@ from idp.services.passwords import (
 )
 from idp.services.sessions import API_SCOPE, PASSWORD_RESET, SessionService, TokenPair
 from idp.services.throttle import Throttle
-
-log = logging.getLogger(__name__)
 
 
 def canonical_email(email: str) -> str:
@@ -109,7 +106,6 @@ class AccountService:
                 raise EmailAlreadyRegistered() from exc
             self.jobs.submit(self._tell_owner_account_exists, email)
             return str(uuid.uuid4())
-        log.info("user registered", extra={"user": user.public_id})
         audit.record("user.register", "success", user_id=user.public_id)
         self.jobs.submit(self.mail.send_verification_email, user.email, user.first_name, raw)
         return user.public_id
@@ -128,7 +124,6 @@ class AccountService:
             user.email_verified_at = now
             user.is_active = True
         db.session.commit()
-        log.info("email verified", extra={"user": user.public_id})
         audit.record("user.verify_email", "success", user_id=user.public_id)
         return user
 
@@ -233,6 +228,5 @@ class AccountService:
         user.sessions_valid_after = now
         self.sessions.revoke_all_for_user(user, PASSWORD_RESET, now)
         db.session.commit()
-        log.info("password reset", extra={"user": user.public_id})
         audit.record("password_reset.confirmed", "success", user_id=user.public_id)
         return user
