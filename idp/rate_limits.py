@@ -12,7 +12,7 @@ import time
 from typing import Any
 
 from flask import Flask, current_app
-from flask_limiter import Limiter
+from flask_limiter import HeaderNames, Limiter
 from flask_limiter.util import get_remote_address
 from limits.strategies import RateLimiter
 
@@ -47,6 +47,9 @@ def init_app(app: Flask, settings: dict[str, Any]) -> Limiter:
         strategy="moving-window",
         key_prefix=settings["IDP_RATELIMIT_PREFIX"],
         headers_enabled=True,
+        # flask-limiter would put Retry-After on every answer; RFC 9110 gives it to 429 (and
+        # 503/3xx) only, and our 429 sets it itself.
+        header_name_mapping={HeaderNames.RETRY_AFTER: "X-RateLimit-Retry-After"},
         swallow_errors=True,
         in_memory_fallback_enabled=True,
         enabled=enabled,

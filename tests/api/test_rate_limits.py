@@ -172,3 +172,13 @@ def test_counters_in_redis_are_shared_by_every_instance(make_app):
     for client in (first, second, first, second, first):
         assert client.post(f"{API}/login/", json=body).status_code == 401
     assert_rate_limited(second.post(f"{API}/login/", json=body))
+
+
+def test_retry_after_is_only_on_the_429(make_app):
+    client = make_app(**LIMITED).test_client()
+    body = {"email": "x@example.com", "password": "Wrong-Pass-1"}
+    answers = [client.post(f"{API}/login/", json=body) for _ in range(6)]
+    assert [a.status_code for a in answers] == [401] * 5 + [429]
+    assert all("Retry-After" not in a.headers for a in answers[:5])
+    assert answers[0].headers["X-RateLimit-Limit"] == "5"
+    assert int(answers[-1].headers["Retry-After"]) >= 1
