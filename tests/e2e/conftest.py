@@ -44,10 +44,19 @@ _probe_ids = itertools.count()
 class Gunicorn:
     """One gunicorn master with its workers, on 127.0.0.1."""
 
-    def __init__(self, env: dict[str, str], port: int, log_dir: Path) -> None:
+    def __init__(
+        self,
+        env: dict[str, str],
+        port: int,
+        log_dir: Path,
+        workers: int = WORKERS,
+        extra_args: tuple[str, ...] = (),
+    ) -> None:
         self.env = env
         self.port = port
         self.log_dir = log_dir
+        self.workers = workers
+        self.extra_args = tuple(extra_args)
         self.error_log = log_dir / f"gunicorn-{port}-error.log"
         self.access_log = log_dir / f"gunicorn-{port}-access.log"
         self.process: subprocess.Popen[bytes] | None = None
@@ -63,7 +72,8 @@ class Gunicorn:
         command = [
             str(VENV_BIN / "gunicorn"),
             "-w",
-            str(WORKERS),
+            str(self.workers),
+            *self.extra_args,
             "-b",
             f"127.0.0.1:{self.port}",
             "--access-logfile",
@@ -159,15 +169,15 @@ class Gunicorn:
         """
         answered: set[str] = set()
         responses: list[requests.Response] = []
-        with ThreadPoolExecutor(max_workers=WORKERS) as pool:
+        with ThreadPoolExecutor(max_workers=self.workers) as pool:
             for _ in range(max_rounds):
-                probes = [str(next(_probe_ids)) for _ in range(WORKERS)]
+                probes = [str(next(_probe_ids)) for _ in range(self.workers)]
                 round_responses = list(pool.map(lambda p: send({"probe": p}), probes))
                 for probe, response in zip(probes, round_responses, strict=True):
                     check(response)
                     answered.add(self.served_by(probe))
                 responses.extend(round_responses)
-                if len(answered) >= WORKERS:
+                if len(answered) >= self.workers:
                     assert answered <= self.worker_pids(), (answered, self.worker_pids())
                     return responses
         raise AssertionError(f"only workers {answered} answered in {max_rounds} rounds")

@@ -51,7 +51,11 @@ def master_log(tmp_path, workers, **env):
                 time.sleep(0.1)
         finally:
             os.killpg(process.pid, signal.SIGTERM)
-            process.wait(timeout=20)
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=20)
     return log.read_text()
 
 
