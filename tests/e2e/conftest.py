@@ -15,7 +15,9 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -271,3 +273,42 @@ def launch(
     yield start
     for server in servers:
         server.stop()
+
+
+# -- races -------------------------------------------------------------------------------------
+
+
+def spellings_of_one_new_address(count: int) -> list[str]:
+    """`count` spellings (case only) of one address nobody has registered yet."""
+    local = f"race{uuid.uuid4().hex[:8]}x{time.time_ns()}"
+    forms = [
+        f"{local}@example.com",
+        f"{local.upper()}@example.com",
+        f"{local.capitalize()}@Example.com",
+        f"{local.swapcase()}@EXAMPLE.COM",
+        f"{local.title()}@example.COM",
+        f"{local}@EXAMPLE.com",
+    ]
+    assert count <= len(forms)
+    return forms[:count]
+
+
+def race(calls: list[Callable[[], Any]]) -> list[Any]:
+    """Start every call at the same moment (a barrier); return each result or its exception."""
+    barrier = threading.Barrier(len(calls))
+    results: list[Any] = [None] * len(calls)
+
+    def attempt(index: int) -> None:
+        barrier.wait(timeout=10)
+        try:
+            results[index] = calls[index]()
+        except requests.RequestException as exc:  # reported by the caller's assertions
+            results[index] = exc
+
+    threads = [threading.Thread(target=attempt, args=(i,)) for i in range(len(calls))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert not any(thread.is_alive() for thread in threads)
+    return results

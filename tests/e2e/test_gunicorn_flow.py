@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import subprocess
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -14,7 +13,15 @@ import jwt
 import pytest
 import requests
 
-from tests.e2e.conftest import FRONTEND_URL, REQUEST_TIMEOUT, ROOT, VENV_BIN, Gunicorn
+from tests.e2e.conftest import (
+    FRONTEND_URL,
+    REQUEST_TIMEOUT,
+    ROOT,
+    VENV_BIN,
+    Gunicorn,
+    race,
+    spellings_of_one_new_address,
+)
 from tests.support import Mailbox, ReceivedMail, free_port
 
 pytestmark = pytest.mark.e2e
@@ -207,30 +214,8 @@ def test_full_user_journey(server, smtp):
 
 def test_concurrent_registrations_of_one_address_create_one_account(server, smtp):
     api = Api(server)
-    local = f"race{next(_counter)}x{time.time_ns()}"
-    spellings = [
-        f"{local}@example.com",
-        f"{local.upper()}@example.com",
-        f"{local.capitalize()}@Example.com",
-        f"{local.swapcase()}@EXAMPLE.COM",
-        f"{local.title()}@example.COM",
-    ]
-    barrier = threading.Barrier(len(spellings))
-    results: list[Any] = [None] * len(spellings)
-
-    def attempt(index: int) -> None:
-        barrier.wait(timeout=10)
-        try:
-            results[index] = api.register(spellings[index])
-        except requests.RequestException as exc:  # pragma: no cover - reported below
-            results[index] = exc
-
-    threads = [threading.Thread(target=attempt, args=(i,)) for i in range(len(spellings))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
-    assert not any(thread.is_alive() for thread in threads)
+    spellings = spellings_of_one_new_address(5)
+    results = race([lambda address=address: api.register(address) for address in spellings])
 
     statuses = sorted((getattr(r, "status_code", repr(r)) for r in results), key=str)
     assert statuses == [201, 409, 409, 409, 409], [getattr(r, "text", r) for r in results]

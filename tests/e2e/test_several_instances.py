@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import itertools
 import subprocess
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -22,7 +21,15 @@ import pytest
 import requests
 
 from tests.conftest import ISSUER, REDIS_URL
-from tests.e2e.conftest import REQUEST_TIMEOUT, ROOT, VENV_BIN, Gunicorn, server_env
+from tests.e2e.conftest import (
+    REQUEST_TIMEOUT,
+    ROOT,
+    VENV_BIN,
+    Gunicorn,
+    race,
+    server_env,
+    spellings_of_one_new_address,
+)
 from tests.support import Mailbox, SMTPServer, free_port
 
 pytestmark = [pytest.mark.e2e]
@@ -185,31 +192,13 @@ def test_tokens_logout_and_refresh_reuse_are_seen_by_the_other_instance(instance
 def test_registration_race_across_instances_creates_one_account(instances, smtp):
     a, b = instances()
     apis = [Api(a), Api(b)]
-    local = f"race{next(_counter)}x{time.time_ns()}"
-    spellings = [
-        f"{local}@example.com",
-        f"{local.upper()}@example.com",
-        f"{local.capitalize()}@Example.com",
-        f"{local.swapcase()}@EXAMPLE.COM",
-        f"{local.title()}@example.COM",
-        f"{local}@EXAMPLE.com",
-    ]
-    barrier = threading.Barrier(len(spellings))
-    results: list[Any] = [None] * len(spellings)
-
-    def attempt(index: int) -> None:
-        barrier.wait(timeout=10)
-        try:
-            results[index] = apis[index % 2].register(spellings[index])
-        except requests.RequestException as exc:  # pragma: no cover - reported below
-            results[index] = exc
-
-    threads = [threading.Thread(target=attempt, args=(i,)) for i in range(len(spellings))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
-    assert not any(thread.is_alive() for thread in threads)
+    spellings = spellings_of_one_new_address(6)
+    results = race(
+        [
+            lambda index=index, address=address: apis[index % 2].register(address)
+            for index, address in enumerate(spellings)
+        ]
+    )
 
     statuses = sorted((getattr(r, "status_code", repr(r)) for r in results), key=str)
     assert statuses == [201, 409, 409, 409, 409, 409], [getattr(r, "text", r) for r in results]
