@@ -18,8 +18,9 @@ from idp.services.keys import ACTIVE, STAGED, KeyCommandError
 from idp.services.registry import get_services
 
 keys_cli = AppGroup("keys", help="Manage the RS256 signing keys.")
-# A kid is base64url, so about one in 64 starts with "-": take it as the argument it is, not as
-# an unknown option (the commands have no short options that could swallow part of it).
+# A kid is base64url, so about one in 64 starts with "-" (and so did client ids made before they
+# became hex): take it as the argument it is, not as an unknown option (these commands have no
+# short options that could swallow part of it).
 KID_ARGUMENT = {"ignore_unknown_options": True}
 clients_cli = AppGroup("clients", help="Manage OAuth clients.")
 maintenance_cli = AppGroup("maintenance", help="Housekeeping for cron.")
@@ -101,7 +102,7 @@ def clients_list() -> None:
         click.echo(f"{client.client_id}  {client.name}  {client.scope or '-'}  {created}")
 
 
-@clients_cli.command("delete")
+@clients_cli.command("delete", context_settings=KID_ARGUMENT)
 @click.argument("client_id")
 def clients_delete(client_id: str) -> None:
     """Delete a client: it can no longer authenticate and its tokens stop verifying."""

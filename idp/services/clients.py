@@ -47,7 +47,8 @@ def create_client(name: str, scope: str, now: datetime) -> CreatedClient:
             raise ClientCommandError(f"invalid scope {item!r}")
     secret = new_secret()
     client = OAuthClient(
-        client_id=secrets.token_urlsafe(18),
+        # Hex, not base64url: an id starting with "-" would read as an option on a command line.
+        client_id=secrets.token_hex(16),
         client_secret_hash=digest(secret),
         name=name.strip(),
         grant_types=" ".join(sorted(CONFIDENTIAL_GRANTS)),

@@ -26,3 +26,21 @@ def test_an_ordinary_client_name_is_still_accepted(app):
     result = app.test_cli_runner().invoke(args=["clients", "create", "Billing (prod) ü"])
     assert result.exit_code == 0, result.output
     assert "client_secret: " in result.output
+
+
+def test_client_ids_never_look_like_options_and_delete_takes_one_that_does(app):
+    from idp.clock import utcnow
+    from idp.extensions import db
+    from idp.services.clients import create_client
+
+    runner = app.test_cli_runner()
+    with app.app_context():
+        ids = [create_client(f"svc{n}", "read", utcnow()).client.client_id for n in range(20)]
+        assert not any(client_id.startswith("-") for client_id in ids)
+        # A client made before ids became hex may start with "-": delete must still take it.
+        legacy = create_client("legacy", "read", utcnow()).client
+        legacy.client_id = "-bLegacyId"
+        db.session.commit()
+    result = runner.invoke(args=["clients", "delete", "-bLegacyId"])
+    assert result.exit_code == 0, result.output
+    assert "-bLegacyId deleted" in result.output
