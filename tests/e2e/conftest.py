@@ -227,16 +227,16 @@ def e2e_database(base_settings: dict[str, Any]) -> Iterator[dict[str, Any]]:
         db.engine.dispose()
 
 
-@pytest.fixture(scope="module")
-def launch_module(
-    e2e_database: dict[str, Any], smtp: SMTPServer, tmp_path_factory: pytest.TempPathFactory
+def _launcher(
+    settings: dict[str, Any], default_smtp_port: int, new_folder: Callable[[], Path]
 ) -> Iterator[Callable[..., Gunicorn]]:
+    """Yield a function that starts servers, each in a new folder; stop them all afterwards."""
     servers: list[Gunicorn] = []
 
     def start(smtp_port: int | None = None) -> Gunicorn:
         port = free_port()
-        folder = tmp_path_factory.mktemp("e2e")
-        env = server_env(e2e_database, folder / "keys", port, smtp_port or smtp.port)
+        folder = new_folder()
+        env = server_env(settings, folder / "keys", port, smtp_port or default_smtp_port)
         server = Gunicorn(env, port, folder)
         servers.append(server)
         server.start()
@@ -245,6 +245,13 @@ def launch_module(
     yield start
     for server in servers:
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def launch_module(
+    e2e_database: dict[str, Any], smtp: SMTPServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Callable[..., Gunicorn]]:
+    yield from _launcher(e2e_database, smtp.port, lambda: tmp_path_factory.mktemp("e2e"))
 
 
 @pytest.fixture(scope="module")
@@ -258,21 +265,29 @@ def launch(
     e2e_database: dict[str, Any], smtp: SMTPServer, tmp_path: Path
 ) -> Iterator[Callable[..., Gunicorn]]:
     """Start servers of a test's own (fresh keys folder); they are killed when it ends."""
-    servers: list[Gunicorn] = []
+    folders = itertools.count()
 
-    def start(smtp_port: int | None = None) -> Gunicorn:
-        port = free_port()
-        folder = tmp_path / f"server-{len(servers)}"
+    def new_folder() -> Path:
+        folder = tmp_path / f"server-{next(folders)}"
         folder.mkdir()
-        env = server_env(e2e_database, folder / "keys", port, smtp_port or smtp.port)
-        server = Gunicorn(env, port, folder)
-        servers.append(server)
-        server.start()
-        return server
+        return folder
 
-    yield start
-    for server in servers:
-        server.stop()
+    yield from _launcher(e2e_database, smtp.port, new_folder)
+
+
+def rotate_keys(env: dict[str, str]) -> str:
+    """Run `flask --app wsgi keys rotate` as an admin would, with a server's settings; new kid."""
+    rotated = subprocess.run(
+        [str(VENV_BIN / "flask"), "--app", "wsgi", "keys", "rotate"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert rotated.returncode == 0, rotated.stderr
+    return rotated.stdout.strip()
 
 
 # -- races -------------------------------------------------------------------------------------

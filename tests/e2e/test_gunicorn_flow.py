@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -16,10 +15,9 @@ import requests
 from tests.e2e.conftest import (
     FRONTEND_URL,
     REQUEST_TIMEOUT,
-    ROOT,
-    VENV_BIN,
     Gunicorn,
     race,
+    rotate_keys,
     spellings_of_one_new_address,
 )
 from tests.support import Mailbox, ReceivedMail, free_port
@@ -248,17 +246,7 @@ def test_key_rotation_reaches_every_worker_and_old_tokens_keep_verifying(launch,
     old_kid = kid_of(before)
     assert pems == [f"{old_kid}.pem"]
 
-    rotated = subprocess.run(
-        [str(VENV_BIN / "flask"), "--app", "wsgi", "keys", "rotate"],
-        cwd=ROOT,
-        env=server.env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert rotated.returncode == 0, rotated.stderr
-    new_kid = rotated.stdout.strip()
+    new_kid = rotate_keys(server.env)
     assert new_kid
     assert new_kid != old_kid
     rotated_at = time.monotonic()
