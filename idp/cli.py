@@ -1,18 +1,23 @@
-"""Admin commands: `flask --app wsgi keys|clients|maintenance ...`.
+"""Admin commands: `flask --app wsgi keys|clients|maintenance|mail ...`.
 
 Parse arguments, call a service, print.
 """
 
 from __future__ import annotations
 
+import signal
+import threading
+from collections import Counter
 from datetime import timedelta
 
 import click
 from flask import Flask
 from flask.cli import AppGroup
+from sqlalchemy.exc import SQLAlchemyError
 
 from idp import audit
 from idp.clock import utcnow
+from idp.extensions import db
 from idp.services import clients as client_service
 from idp.services.keys import ACTIVE, STAGED, KeyCommandError
 from idp.services.registry import get_services
@@ -24,6 +29,7 @@ keys_cli = AppGroup("keys", help="Manage the RS256 signing keys.")
 KID_ARGUMENT = {"ignore_unknown_options": True}
 clients_cli = AppGroup("clients", help="Manage OAuth clients.")
 maintenance_cli = AppGroup("maintenance", help="Housekeeping for cron.")
+mail_cli = AppGroup("mail", help="The mail outbox: deliver what is due, show the queue.")
 
 
 def init_app(app: Flask) -> None:
@@ -31,6 +37,7 @@ def init_app(app: Flask) -> None:
     app.cli.add_command(keys_cli)
     app.cli.add_command(clients_cli)
     app.cli.add_command(maintenance_cli)
+    app.cli.add_command(mail_cli)
 
 
 @keys_cli.command("list")
@@ -134,3 +141,70 @@ def maintenance_purge(retention_days: int, batch_size: int) -> None:
     counts = get_services().maintenance.purge(utcnow(), timedelta(days=retention_days), batch_size)
     for table, count in counts.items():
         click.echo(f"{table}: {count} deleted")
+
+
+@mail_cli.command("send-pending")
+@click.option("--loop", is_flag=True, help="Keep going: a mail worker, until SIGTERM or Ctrl-C.")
+@click.option(
+    "--interval",
+    type=click.FloatRange(0.1, 3600),
+    default=5.0,
+    show_default=True,
+    help="With --loop: seconds between passes.",
+)
+@click.option(
+    "--limit",
+    type=click.IntRange(1, 10_000),
+    default=100,
+    show_default=True,
+    help="Mails handled per pass.",
+)
+def mail_send_pending(loop: bool, interval: float, limit: int) -> None:
+    """Deliver the mails that are due: new ones a crash left behind, and retries."""
+    outbox = get_services().outbox
+    stop = _stop_on_sigterm() if loop else threading.Event()
+    while True:
+        try:
+            outcomes = outbox.send_pending(utcnow(), limit)
+        except SQLAlchemyError as exc:
+            if not loop:
+                raise click.ClickException(f"database unavailable: {type(exc).__name__}") from exc
+            # A worker outlives a database restart; the next pass retries.
+            db.session.rollback()
+            click.echo(f"database unavailable ({type(exc).__name__}); retrying", err=True)
+            outcomes = Counter()
+        if outcomes or not loop:
+            summary = ", ".join(f"{n} {status}" for status, n in sorted(outcomes.items()))
+            click.echo(summary or "nothing due")
+        if not loop or stop.is_set():
+            return
+        # A full pass means more is waiting: go again at once.
+        if sum(outcomes.values()) < limit and stop.wait(interval):
+            return
+
+
+def _stop_on_sigterm() -> threading.Event:
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    return stop
+
+
+@mail_cli.command("status")
+def mail_status() -> None:
+    """Show the queue: rows per status, what is due, what is in doubt, the latest dead mails."""
+    now = utcnow()
+    status = get_services().outbox.status(now)
+    for name, count in status.counts.items():
+        click.echo(f"{name}: {count}")
+    click.echo(f"due now: {status.due}")
+    click.echo(f"in doubt (claimed, never reported back): {status.in_doubt}")
+    if status.oldest_unsent is not None:
+        age = int((now - status.oldest_unsent).total_seconds())
+        click.echo(f"oldest unsent: {age}s old")
+    for row in status.recent_dead:
+        finished = row.finished_at.isoformat(timespec="seconds") if row.finished_at else "-"
+        click.echo(
+            f"dead #{row.id}  {row.message}  {row.recipient}  "
+            f"attempts={row.attempts}  error={row.last_error}  {finished}"
+        )

@@ -18,10 +18,11 @@ from idp.errors import (
     ValidationFailed,
 )
 from idp.extensions import db
-from idp.models import User
+from idp.models import OutboxMail, User
 from idp.services import one_time_tokens as ott
 from idp.services.background import BackgroundJobs
-from idp.services.mail import MailService
+from idp.services.mail import ACCOUNT_EXISTS, PASSWORD_RESET_MAIL, VERIFY_EMAIL_MAIL
+from idp.services.outbox import Outbox, Resolution
 from idp.services.passwords import (
     MAX_PASSWORD_LENGTH,
     PasswordService,
@@ -42,7 +43,7 @@ class AccountService:
     def __init__(
         self,
         passwords: PasswordService,
-        mail: MailService,
+        outbox: Outbox,
         sessions: SessionService,
         jobs: BackgroundJobs,
         login_failures: Throttle,
@@ -51,7 +52,10 @@ class AccountService:
         registration_privacy: bool,
     ) -> None:
         self.passwords = passwords
-        self.mail = mail
+        self.outbox = outbox
+        outbox.resolvers[VERIFY_EMAIL_MAIL] = self._verification_mail
+        outbox.resolvers[PASSWORD_RESET_MAIL] = self._password_reset_mail
+        outbox.resolvers[ACCOUNT_EXISTS] = self._account_exists_mail
         self.sessions = sessions
         self.jobs = jobs
         self.login_failures = login_failures
@@ -97,6 +101,8 @@ class AccountService:
         db.session.add(user)
         raw = ott.issue_one_time_token(user, ott.VERIFY_EMAIL, now)
         try:
+            # The mail is committed with the account and its token, or none of them is.
+            mail = self._verification_mail_for(user, raw, now)
             db.session.commit()
         except IntegrityError as exc:
             # The unique index decides races: of two concurrent sign-ups exactly one commits.
@@ -104,16 +110,58 @@ class AccountService:
             audit.record("user.register", "failure", reason="email_exists", email=email)
             if not self.registration_privacy:
                 raise EmailAlreadyRegistered() from exc
-            self.jobs.submit(self._tell_owner_account_exists, email)
+            self._request_mail(ACCOUNT_EXISTS, email, now)
             return str(uuid.uuid4())
         audit.record("user.register", "success", user_id=user.public_id)
-        self.jobs.submit(self.mail.send_verification_email, user.email, user.first_name, raw)
+        self.jobs.submit(self.outbox.process, mail.id)
         return user.public_id
 
-    def _tell_owner_account_exists(self, email: str) -> None:
-        owner = self.find_by_email(email)
-        if owner is not None:
-            self.mail.send_account_exists_email(owner.email, owner.first_name)
+    def _request_mail(self, message: str, address: str, now: datetime) -> None:
+        """Commit a mail request for an address as typed; it is resolved after the answer."""
+        mail = self.outbox.request(message, address, now)
+        db.session.commit()
+        self.jobs.submit(self.outbox.process, mail.id)
+
+    def _verification_mail_for(self, user: User, raw: str, now: datetime) -> OutboxMail:
+        return self.outbox.enqueue(
+            VERIFY_EMAIL_MAIL,
+            user.email,
+            {"first_name": user.first_name, "token": raw},
+            now,
+            expires_at=now + ott.LIFETIMES[ott.VERIFY_EMAIL],
+        )
+
+    def _verification_mail(self, address: str, now: datetime) -> Resolution | None:
+        user = self.find_by_email(address)
+        if user is None or user.email_verified_at is not None:
+            return None
+        raw = ott.issue_one_time_token(user, ott.VERIFY_EMAIL, now)
+        return Resolution(
+            user.email,
+            {"first_name": user.first_name, "token": raw},
+            now + ott.LIFETIMES[ott.VERIFY_EMAIL],
+        )
+
+    def _password_reset_mail(self, address: str, now: datetime) -> Resolution | None:
+        user = self.find_by_email(address)
+        if user is None:
+            audit.record(
+                "password_reset.requested", "failure", reason="unknown_account", email=address
+            )
+            return None
+        raw = ott.issue_one_time_token(user, ott.PASSWORD_RESET, now)
+        audit.record("password_reset.requested", "success", user_id=user.public_id)
+        return Resolution(
+            user.email,
+            {"first_name": user.first_name, "token": raw},
+            now + ott.LIFETIMES[ott.PASSWORD_RESET],
+        )
+
+    def _account_exists_mail(self, address: str, now: datetime) -> Resolution | None:
+        owner = self.find_by_email(address)
+        if owner is None:
+            return None
+        return Resolution(owner.email, {"first_name": owner.first_name})
 
     def verify_email(self, raw_token: str, now: datetime) -> User:
         """Spend a verification token and activate its account."""
@@ -130,18 +178,10 @@ class AccountService:
     def resend_verification(self, email: str, now: datetime) -> None:
         """Mail a new verification link if the address belongs to an unverified account.
 
-        The look-up happens after the answer, so the answer costs the same for every address.
+        Only the request is written now; the look-up happens after the answer, so the answer
+        costs the same for every address.
         """
-        self.jobs.submit(self._resend_verification_now, email, now)
-
-    def _resend_verification_now(self, email: str, now: datetime) -> None:
-        user = self.find_by_email(email)
-        if user is None or user.email_verified_at is not None:
-            db.session.rollback()
-            return
-        raw = ott.issue_one_time_token(user, ott.VERIFY_EMAIL, now)
-        db.session.commit()
-        self.mail.send_verification_email(user.email, user.first_name, raw)
+        self._request_mail(VERIFY_EMAIL_MAIL, email, now)
 
     def authenticate(self, email: str, password: str, now: datetime) -> User:
         """Check a login; unknown email and wrong password fail alike and cost the same."""
@@ -193,22 +233,10 @@ class AccountService:
     def request_password_reset(self, email: str, now: datetime) -> None:
         """Mail a reset link if the address has an account; say nothing either way.
 
-        The look-up happens after the answer, so the answer costs the same for every address.
+        Only the request is written now; the look-up happens after the answer, so the answer
+        costs the same for every address.
         """
-        self.jobs.submit(self._request_password_reset_now, email, now)
-
-    def _request_password_reset_now(self, email: str, now: datetime) -> None:
-        user = self.find_by_email(email)
-        if user is None:
-            db.session.rollback()
-            audit.record(
-                "password_reset.requested", "failure", reason="unknown_account", email=email
-            )
-            return
-        raw = ott.issue_one_time_token(user, ott.PASSWORD_RESET, now)
-        db.session.commit()
-        audit.record("password_reset.requested", "success", user_id=user.public_id)
-        self.mail.send_password_reset_email(user.email, user.first_name, raw)
+        self._request_mail(PASSWORD_RESET_MAIL, email, now)
 
     def confirm_password_reset(self, raw_token: str, new_password: str, now: datetime) -> User:
         """Set a new password with a reset token and end every session of the user."""

@@ -1,7 +1,7 @@
-"""Transactional mail: templates under templates/email/<message>/, sent over SMTP or to the log.
+"""Mail rendering and delivery: templates under templates/email/<message>/, SMTP or the log.
 
-A failed delivery is logged and reported to the caller as False; it never undoes the account
-change that caused the mail (the user can ask for the mail again).
+Nothing here decides when a mail goes out: idp.services.outbox queues each mail with the change
+that caused it and calls send() after the commit.
 """
 
 from __future__ import annotations
@@ -14,9 +14,10 @@ from typing import Any, Protocol
 import flask_mail
 from flask import current_app, render_template
 
-from idp.services.throttle import Throttle
-
-log = logging.getLogger(__name__)
+# The mails the server sends; each names a folder under templates/email/.
+VERIFY_EMAIL_MAIL = "verify_email"
+PASSWORD_RESET_MAIL = "password_reset"
+ACCOUNT_EXISTS = "account_exists"
 
 
 @dataclass(frozen=True)
@@ -75,49 +76,37 @@ class _TimeoutConnection(flask_mail.Connection):
 
 
 class MailService:
-    """Render and send the server's mails, at most `throttle`'s limit per address."""
+    """Turn an outbox row's message name and context into a mail, and hand it to the backend."""
 
-    def __init__(self, backend: MailBackend, frontend_url: str, throttle: Throttle) -> None:
+    def __init__(self, backend: MailBackend, frontend_url: str) -> None:
         self.backend = backend
         self.frontend_url = frontend_url
-        self.throttle = throttle
 
-    def send_verification_email(self, to: str, first_name: str, token: str) -> bool:
-        """Mail the link that verifies an address (valid 48 hours)."""
-        link = f"{self.frontend_url}/verify-email?token={token}"
-        return self._send("verify_email", to, first_name=first_name, link=link)
-
-    def send_password_reset_email(self, to: str, first_name: str, token: str) -> bool:
-        """Mail the link that sets a new password (valid 24 hours)."""
-        link = f"{self.frontend_url}/reset-password?token={token}"
-        return self._send("password_reset", to, first_name=first_name, link=link)
-
-    def send_account_exists_email(self, to: str, first_name: str) -> bool:
-        """Tell an owner that someone tried to register their address again."""
-        return self._send(
-            "account_exists",
-            to,
-            first_name=first_name,
-            login_link=f"{self.frontend_url}/login",
-            reset_link=f"{self.frontend_url}/forgot-password",
-        )
-
-    def _send(self, message: str, to: str, **context: Any) -> bool:
-        # Silent cap: the caller's answer must not change, or it would reveal the account.
-        if not self.throttle.hit(to.casefold()):
-            log.warning("mail %s not sent: per-address limit reached", message)
-            return False
-        mail = OutgoingMail(
+    def compose(self, message: str, to: str, context: dict[str, Any]) -> OutgoingMail:
+        """Render templates/email/<message>/ for one recipient; links are built here."""
+        context = {**context, **self._links(message, context)}
+        return OutgoingMail(
             to=to,
             # A subject is one line, whatever a template says.
             subject=" ".join(render_template(f"email/{message}/subject.txt", **context).split()),
             text=render_template(f"email/{message}/body.txt", **context),
             html=render_template(f"email/{message}/body.html", **context),
         )
-        try:
-            self.backend.send(mail)
-        except (OSError, smtplib.SMTPException) as exc:
-            # The link is a secret: log what failed, never the message.
-            log.error("mail %s could not be delivered: %s", message, type(exc).__name__)
-            return False
-        return True
+
+    def send(self, mail: OutgoingMail) -> None:
+        """Deliver now; raises OSError or smtplib.SMTPException when the server does not take it."""
+        self.backend.send(mail)
+
+    def _links(self, message: str, context: dict[str, Any]) -> dict[str, str]:
+        if message == VERIFY_EMAIL_MAIL:
+            # Valid 48 hours.
+            return {"link": f"{self.frontend_url}/verify-email?token={context['token']}"}
+        if message == PASSWORD_RESET_MAIL:
+            # Valid 24 hours.
+            return {"link": f"{self.frontend_url}/reset-password?token={context['token']}"}
+        if message == ACCOUNT_EXISTS:
+            return {
+                "login_link": f"{self.frontend_url}/login",
+                "reset_link": f"{self.frontend_url}/forgot-password",
+            }
+        raise ValueError(f"unknown mail {message!r}")

@@ -1,4 +1,4 @@
-"""Purge rows that can no longer be presented: expired denylist entries, spent credentials.
+"""Purge rows nothing needs any more: expired denylist entries, spent credentials, old mails.
 
 Every rule keeps a row while anything that depends on it could still succeed: a spent refresh
 token stays until it would have expired anyway (reuse detection needs it), and a refresh token
@@ -15,7 +15,14 @@ from typing import Any
 from sqlalchemy import ColumnElement, delete, exists, or_, select
 
 from idp.extensions import db
-from idp.models import OneTimeToken, RefreshSession, RefreshToken, RevokedAccessToken
+from idp.models import (
+    OneTimeToken,
+    OutboxMail,
+    RefreshSession,
+    RefreshToken,
+    RevokedAccessToken,
+)
+from idp.models.outbox import FINISHED
 
 # Slack for clocks that disagree between the host running the purge and the servers.
 CLOCK_MARGIN = timedelta(minutes=5)
@@ -61,6 +68,12 @@ class MaintenanceService:
             RefreshSession.id,
             or_(RefreshSession.revoked_at < cutoff, RefreshSession.created_at < minted_cutoff)
             & ~has_tokens,
+            batch_size,
+        )
+        # Sent, dead or dropped mails: their sealed payload is already wiped; the row is history.
+        counts["mail_outbox"] = _delete_in_batches(
+            OutboxMail.id,
+            OutboxMail.status.in_(FINISHED) & (OutboxMail.finished_at < cutoff),
             batch_size,
         )
         return counts

@@ -15,11 +15,15 @@ from idp.services.health import HealthService
 from idp.services.keys import KeyStore
 from idp.services.mail import LogBackend, MailBackend, MailService, SMTPBackend
 from idp.services.maintenance import MaintenanceService
+from idp.services.outbox import Outbox
 from idp.services.passwords import PasswordService
+from idp.services.sealing import Sealer
 from idp.services.sessions import SessionService
 from idp.services.throttle import Throttle
 
 EXTENSION_KEY = "idp.services"
+# Changing it makes every queued mail unreadable; see README "Mail".
+OUTBOX_SEAL_PURPOSE = "idp mail outbox v1"
 
 
 @dataclass(frozen=True)
@@ -29,7 +33,7 @@ class Services:
     passwords: PasswordService
     access_tokens: AccessTokenService
     sessions: SessionService
-    mail: MailService
+    outbox: Outbox
     accounts: AccountService
     jobs: BackgroundJobs
     health: HealthService
@@ -73,8 +77,12 @@ def init_app(app: Flask, settings: dict[str, Any]) -> Services:
             prefix=settings["IDP_RATELIMIT_PREFIX"],
         )
 
-    mail_service = MailService(
-        backend, settings["IDP_FRONTEND_URL"], throttle("email.mail", "IDP_MAILS_PER_ADDRESS")
+    outbox = Outbox(
+        MailService(backend, settings["IDP_FRONTEND_URL"]),
+        Sealer(settings["IDP_SECRET_KEY"], OUTBOX_SEAL_PURPOSE),
+        throttle("email.mail", "IDP_MAILS_PER_ADDRESS"),
+        max_attempts=settings["IDP_MAIL_MAX_ATTEMPTS"],
+        retry_delay=settings["IDP_MAIL_RETRY_DELAY"],
     )
     jobs = BackgroundJobs(app)
     services = Services(
@@ -83,10 +91,10 @@ def init_app(app: Flask, settings: dict[str, Any]) -> Services:
         passwords=passwords,
         access_tokens=access_tokens,
         sessions=sessions,
-        mail=mail_service,
+        outbox=outbox,
         accounts=AccountService(
             passwords,
-            mail_service,
+            outbox,
             sessions,
             jobs,
             throttle("user.login", "IDP_LOGIN_FAILURES_PER_ACCOUNT"),

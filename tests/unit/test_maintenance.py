@@ -11,7 +11,14 @@ from sqlalchemy import func, select
 
 from idp.clock import utcnow
 from idp.extensions import db
-from idp.models import OneTimeToken, RefreshSession, RefreshToken, RevokedAccessToken, User
+from idp.models import (
+    OneTimeToken,
+    OutboxMail,
+    RefreshSession,
+    RefreshToken,
+    RevokedAccessToken,
+    User,
+)
 from tests.flows import API, logged_in_user, verify_token
 
 DAY = timedelta(days=1)
@@ -20,7 +27,24 @@ TABLES = {
     "one_time_tokens": OneTimeToken,
     "refresh_sessions": RefreshSession,
     "refresh_tokens": RefreshToken,
+    "mail_outbox": OutboxMail,
 }
+
+
+def add_mail(status: str, created: datetime, finished: datetime | None = None) -> int:
+    row = OutboxMail(
+        message="verify_email",
+        recipient="ada@example.com",
+        payload=None if finished else b"sealed",
+        status=status,
+        attempts=1,
+        next_attempt_at=created,
+        created_at=created,
+        finished_at=finished,
+    )
+    db.session.add(row)
+    db.session.flush()
+    return row.id
 
 
 def add_user() -> User:
@@ -135,6 +159,14 @@ def test_purge_deletes_dead_rows_in_batches_and_keeps_live_ones(app):
         revoked_lately = add_session(user, now - 2 * DAY, revoked=now - DAY)
         kept_tokens.append(add_refresh_token(revoked_lately, now - 2 * DAY, now + 12 * DAY))
         kept_sessions = {live.id, revoked_lately.id}
+        kept_mails = {
+            add_mail("pending", now - 9 * DAY),  # owed, however old: never purged
+            add_mail("sending", now - 9 * DAY),  # in doubt: left for an admin to see
+            add_mail("sent", now - 2 * DAY, finished=now - DAY),  # within the retention
+        }
+        add_mail("sent", now - 9 * DAY, finished=now - 9 * DAY)
+        add_mail("dead", now - 9 * DAY, finished=now - 8 * DAY)
+        add_mail("dropped", now - 9 * DAY, finished=now - 8 * DAY)
         user_id = user.id
         db.session.commit()
         before = counts()
@@ -146,6 +178,7 @@ def test_purge_deletes_dead_rows_in_batches_and_keeps_live_ones(app):
         "one_time_tokens: 2 deleted",
         "refresh_tokens: 4 deleted",
         "refresh_sessions: 2 deleted",
+        "mail_outbox: 3 deleted",
     ]
     with app.app_context():
         after = counts()
@@ -154,7 +187,9 @@ def test_purge_deletes_dead_rows_in_batches_and_keeps_live_ones(app):
             "one_time_tokens": before["one_time_tokens"] - 2,
             "refresh_sessions": before["refresh_sessions"] - 2,
             "refresh_tokens": before["refresh_tokens"] - 4,
+            "mail_outbox": before["mail_outbox"] - 3,
         }
+        assert set(db.session.scalars(select(OutboxMail.id))) == kept_mails
         assert set(db.session.scalars(select(RevokedAccessToken.jti))) == set(kept_denied)
         assert set(db.session.scalars(select(OneTimeToken.token_hash))) == set(kept_one_time)
         assert set(db.session.scalars(select(RefreshToken.token_hash))) == set(kept_tokens)
@@ -167,6 +202,7 @@ def test_purge_deletes_dead_rows_in_batches_and_keeps_live_ones(app):
         "one_time_tokens: 0 deleted",
         "refresh_tokens: 0 deleted",
         "refresh_sessions: 0 deleted",
+        "mail_outbox: 0 deleted",
     ]
 
 

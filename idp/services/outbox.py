@@ -1,0 +1,316 @@
+"""The transactional mail outbox: a mail is a row written in the transaction that needs it.
+
+A row is committed together with the token its link carries, so there is never a token without
+its mail nor a mail without its token. Delivery happens after the commit, in a background job of
+the process that wrote the row and, for whatever that misses (an SMTP failure, a process killed
+in between), in `flask --app wsgi mail send-pending`.
+
+Delivery is at most once per row: a sender claims the row (pending -> sending) with one
+conditional UPDATE before it talks to SMTP, and only a failure SMTP reported puts it back to
+pending, with exponential back-off. A sender that dies mid-conversation leaves the row in
+`sending`, which `mail status` reports as in doubt and nothing retries. After `max_attempts`
+failures, or a permanent SMTP refusal, or once its link has expired unsent, a row is dead: logged
+at error level and in the audit log, and counted by `mail status`.
+
+"Forgot password" and "resend verification" must answer the same whoever owns the address, so
+their row is written as `requested` with the address as typed; a resolver looks the account up
+after the answer, issuing the token and sealing the mail in one transaction (or dropping the row).
+
+The template context (with the live token) is sealed with AES-GCM under IDP_SECRET_KEY and
+wiped when the row finishes: the token exists in clear nowhere else, not even in the database.
+"""
+
+from __future__ import annotations
+
+import logging
+import smtplib
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, func, or_, select, update
+
+from idp import audit
+from idp.clock import utcnow
+from idp.extensions import db
+from idp.models import OutboxMail
+from idp.models.outbox import DEAD, DROPPED, PENDING, REQUESTED, SENDING, SENT, STATUSES
+from idp.services.mail import MailService
+from idp.services.sealing import Sealer, Unsealable
+from idp.services.throttle import Throttle
+
+log = logging.getLogger(__name__)
+
+# Back-off doubles from the configured first delay up to this.
+MAX_RETRY_DELAY = timedelta(hours=1)
+# A row claimed longer ago than this by a sender that never reported back is in doubt.
+IN_DOUBT_AFTER = timedelta(minutes=5)
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """What a resolver found for a requested mail: where it goes and what it says."""
+
+    to: str
+    context: dict[str, Any]
+    expires_at: datetime | None = None
+
+
+# Looks the account up, stages any token in the session (uncommitted) and returns the mail, or
+# None when there is nothing to send.
+Resolver = Callable[[str, datetime], Resolution | None]
+
+
+@dataclass(frozen=True)
+class OutboxStatus:
+    counts: dict[str, int]
+    due: int
+    in_doubt: int
+    oldest_unsent: datetime | None
+    recent_dead: list[OutboxMail]
+
+
+class Outbox:
+    """Queue mails with the change that causes them; deliver them once, after the commit."""
+
+    def __init__(
+        self,
+        mail: MailService,
+        sealer: Sealer,
+        throttle: Throttle,
+        *,
+        max_attempts: int,
+        retry_delay: int,
+    ) -> None:
+        self.mail = mail
+        self.sealer = sealer
+        self.throttle = throttle
+        self.max_attempts = max_attempts
+        self.retry_delay = timedelta(seconds=retry_delay)
+        self.resolvers: dict[str, Resolver] = {}
+
+    # -- writing rows (the caller commits) -------------------------------------------------
+
+    def enqueue(
+        self,
+        message: str,
+        to: str,
+        context: dict[str, Any],
+        now: datetime,
+        expires_at: datetime | None = None,
+    ) -> OutboxMail:
+        """Stage a mail in the caller's transaction; flushed, so its id is known."""
+        row = OutboxMail(
+            message=message,
+            recipient=to,
+            payload=self.sealer.seal(context, _binding(message, to)),
+            status=PENDING,
+            attempts=0,
+            next_attempt_at=now,
+            expires_at=expires_at,
+            created_at=now,
+        )
+        db.session.add(row)
+        db.session.flush()
+        return row
+
+    def request(self, message: str, address: str, now: datetime) -> OutboxMail:
+        """Stage a mail whose account a resolver looks up later; flushed, so its id is known."""
+        if message not in self.resolvers:
+            raise ValueError(f"no resolver for {message!r}")
+        row = OutboxMail(
+            message=message,
+            recipient=address,
+            status=REQUESTED,
+            attempts=0,
+            next_attempt_at=now,
+            created_at=now,
+        )
+        db.session.add(row)
+        db.session.flush()
+        return row
+
+    # -- delivering -------------------------------------------------------------------------
+
+    def process(self, mail_id: int, now: datetime | None = None) -> str:
+        """Resolve the row if it is a request, then deliver it if due; return its status."""
+        now = now or utcnow()
+        status = self._resolve(mail_id, now)
+        if status == PENDING:
+            status = self._deliver(mail_id, now)
+        return status
+
+    def send_pending(self, now: datetime, limit: int = 100) -> Counter[str]:
+        """Process up to `limit` due rows, oldest first; count the outcomes by status."""
+        due = db.session.scalars(
+            select(OutboxMail.id).where(_is_due(now)).order_by(OutboxMail.id).limit(limit)
+        ).all()
+        db.session.commit()
+        outcomes: Counter[str] = Counter()
+        for mail_id in due:
+            outcomes[self.process(mail_id, now)] += 1
+        return outcomes
+
+    def status(self, now: datetime, dead_shown: int = 10) -> OutboxStatus:
+        """Summarise the queue for `mail status`."""
+        counts = dict.fromkeys(STATUSES, 0)
+        for status, count in db.session.execute(
+            select(OutboxMail.status, func.count()).group_by(OutboxMail.status)
+        ):
+            counts[status] = count
+        due = db.session.scalar(select(func.count()).where(_is_due(now))) or 0
+        in_doubt = (
+            db.session.scalar(
+                select(func.count()).where(
+                    OutboxMail.status == SENDING, OutboxMail.claimed_at < now - IN_DOUBT_AFTER
+                )
+            )
+            or 0
+        )
+        oldest = db.session.scalar(
+            select(func.min(OutboxMail.created_at)).where(
+                OutboxMail.status.in_((REQUESTED, PENDING))
+            )
+        )
+        dead = db.session.scalars(
+            select(OutboxMail)
+            .where(OutboxMail.status == DEAD)
+            .order_by(OutboxMail.finished_at.desc())
+            .limit(dead_shown)
+        ).all()
+        db.session.commit()
+        return OutboxStatus(counts, due, in_doubt, oldest, list(dead))
+
+    # -- the steps --------------------------------------------------------------------------
+
+    def _resolve(self, mail_id: int, now: datetime) -> str:
+        row = db.session.get(OutboxMail, mail_id)
+        if row is None:
+            db.session.rollback()
+            return "missing"
+        status, message, address = row.status, row.message, row.recipient
+        if status != REQUESTED:
+            db.session.rollback()
+            return status
+        found = self.resolvers[message](address, now)
+        values: dict[str, Any]
+        if found is None:
+            values = {"status": DROPPED, "finished_at": now, "last_error": "no_recipient"}
+        else:
+            values = {
+                "status": PENDING,
+                "recipient": found.to,
+                "payload": self.sealer.seal(found.context, _binding(message, found.to)),
+                "expires_at": found.expires_at,
+                "next_attempt_at": now,
+            }
+        # Whoever moves the row out of `requested` first keeps its token; a racing resolver
+        # rolls back the token it staged.
+        moved = db.session.execute(
+            update(OutboxMail)
+            .where(OutboxMail.id == mail_id, OutboxMail.status == REQUESTED)
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        ).rowcount
+        if not moved:
+            db.session.rollback()
+            return PENDING  # another sender resolved it; claiming decides who delivers
+        db.session.commit()
+        return values["status"]
+
+    def _deliver(self, mail_id: int, now: datetime) -> str:
+        claimed = db.session.execute(
+            update(OutboxMail)
+            .where(
+                OutboxMail.id == mail_id,
+                OutboxMail.status == PENDING,
+                OutboxMail.next_attempt_at <= now,
+            )
+            .values(status=SENDING, attempts=OutboxMail.attempts + 1, claimed_at=now)
+            .returning(
+                OutboxMail.message,
+                OutboxMail.recipient,
+                OutboxMail.payload,
+                OutboxMail.attempts,
+                OutboxMail.expires_at,
+            )
+            .execution_options(synchronize_session=False)
+        ).one_or_none()
+        db.session.commit()
+        if claimed is None:
+            return PENDING  # not due yet, or another sender has it
+        message, to, payload, attempts, expires_at = claimed
+        if expires_at is not None and expires_at <= now:
+            return self._finish(mail_id, DEAD, "expired", now, message)
+        if attempts == 1 and not self.throttle.hit(to.casefold()):
+            # Silent cap: the answer the requester got must not change, or it would reveal
+            # the account; the row says why nothing was sent.
+            log.warning("mail %s (outbox %d) dropped: per-address limit reached", message, mail_id)
+            return self._finish(mail_id, DROPPED, "throttled", now)
+        try:
+            context = self.sealer.open(payload, _binding(message, to))
+        except Unsealable:
+            # Sealed under another IDP_SECRET_KEY, or tampered with: it can never be sent.
+            return self._finish(mail_id, DEAD, "unsealable", now, message)
+        try:
+            self.mail.send(self.mail.compose(message, to, context))
+        except smtplib.SMTPResponseException as exc:
+            permanent = exc.smtp_code >= 500
+            return self._failed(mail_id, message, attempts, f"smtp_{exc.smtp_code}", now, permanent)
+        except (OSError, smtplib.SMTPException) as exc:
+            return self._failed(mail_id, message, attempts, type(exc).__name__, now, False)
+        return self._finish(mail_id, SENT, None, utcnow())
+
+    def _failed(
+        self, mail_id: int, message: str, attempts: int, error: str, now: datetime, permanent: bool
+    ) -> str:
+        # The link is a secret: log what failed, never the mail.
+        if permanent or attempts >= self.max_attempts:
+            return self._finish(mail_id, DEAD, error, now, message)
+        delay = min(self.retry_delay * 2 ** (attempts - 1), MAX_RETRY_DELAY)
+        log.warning(
+            "mail %s (outbox %d) not delivered (%s), attempt %d; next try in %ds",
+            message,
+            mail_id,
+            error,
+            attempts,
+            delay.total_seconds(),
+        )
+        db.session.execute(
+            update(OutboxMail)
+            .where(OutboxMail.id == mail_id, OutboxMail.status == SENDING)
+            .values(status=PENDING, last_error=error, next_attempt_at=now + delay)
+            .execution_options(synchronize_session=False)
+        )
+        db.session.commit()
+        return PENDING
+
+    def _finish(
+        self, mail_id: int, status: str, error: str | None, now: datetime, message: str = ""
+    ) -> str:
+        db.session.execute(
+            update(OutboxMail)
+            .where(OutboxMail.id == mail_id, OutboxMail.status == SENDING)
+            .values(status=status, last_error=error, finished_at=now, payload=None)
+            .execution_options(synchronize_session=False)
+        )
+        db.session.commit()
+        if status == DEAD:
+            log.error("mail %s (outbox %d) is dead: %s", message, mail_id, error)
+            audit.record("mail.dead", "failure", mail_id=mail_id, message=message, reason=error)
+        return status
+
+
+def _binding(message: str, to: str) -> str:
+    # A sealed payload opens only in a row for the same mail and address: it cannot be moved
+    # to another row to send someone else's reset link to an attacker's address.
+    return f"{message}\n{to}"
+
+
+def _is_due(now: datetime) -> Any:
+    return or_(
+        OutboxMail.status == REQUESTED,
+        and_(OutboxMail.status == PENDING, OutboxMail.next_attempt_at <= now),
+    )
