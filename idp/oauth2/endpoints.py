@@ -12,7 +12,6 @@ from authlib.oauth2.rfc7662 import IntrospectionEndpoint as _IntrospectionEndpoi
 from idp import audit
 from idp.clock import utcnow
 from idp.errors import InvalidAccessToken
-from idp.extensions import db
 from idp.oauth2.clients import Client
 from idp.oauth2.tokens import PresentedToken
 from idp.services.registry import get_services
@@ -78,8 +77,7 @@ class RevocationEndpoint(_TokenTypeHint, _RevocationEndpoint):
         now = utcnow()
         if token.claims is not None:
             claims = token.claims
-            services.sessions.deny_access_token(claims, now)
-            db.session.commit()
+            services.sessions.revoke_access_token(claims, now)
             audit.record(
                 "token.revoked",
                 "success",

@@ -254,7 +254,10 @@ class AccountService:
             raise ValidationFailed(errors={"new_password": problems})
         user.password_hash = password_hash
         user.sessions_valid_after = now
-        self.sessions.revoke_all_for_user(user, PASSWORD_RESET, now)
+        ended = self.sessions.revoke_all_for_user(user, PASSWORD_RESET, now)
+        public_id = user.public_id
         db.session.commit()
+        self.sessions.revocations.sessions_revoked(ended)
+        self.sessions.revocations.user_sessions_ended(public_id, now)
         audit.record("password_reset.confirmed", "success", user_id=user.public_id)
         return user

@@ -17,6 +17,7 @@ from idp.services.mail import LogBackend, MailBackend, MailService, SMTPBackend
 from idp.services.maintenance import MaintenanceService
 from idp.services.outbox import Outbox
 from idp.services.passwords import PasswordService
+from idp.services.revocation_cache import RevocationCache
 from idp.services.sealing import Sealer
 from idp.services.sessions import SessionService
 from idp.services.throttle import Throttle
@@ -49,15 +50,22 @@ def init_app(app: Flask, settings: dict[str, Any]) -> Services:
         settings["IDP_ARGON2_PARALLELISM"],
         settings["IDP_ARGON2_MAX_CONCURRENT"],
     )
+    revocations = RevocationCache(
+        settings["IDP_REDIS_URL"],
+        settings["IDP_RATELIMIT_PREFIX"],
+        settings["IDP_ACCESS_TOKEN_TTL"] + settings["IDP_TOKEN_LEEWAY"],
+    )
     access_tokens = AccessTokenService(
         keys,
         issuer=settings["IDP_ISSUER"],
         audience=settings["IDP_AUDIENCE"],
         ttl=settings["IDP_ACCESS_TOKEN_TTL"],
         leeway=settings["IDP_TOKEN_LEEWAY"],
+        revocations=revocations,
     )
     sessions = SessionService(
         access_tokens,
+        revocations,
         settings["IDP_REFRESH_TOKEN_TTL"],
         settings["IDP_REFRESH_REUSE_GRACE"],
         settings["IDP_SESSION_MAX_AGE"],

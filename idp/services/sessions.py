@@ -14,6 +14,7 @@ from idp.errors import InvalidRefreshToken, TokenMismatch
 from idp.extensions import db
 from idp.models import RefreshSession, RefreshToken, RevokedAccessToken, User
 from idp.services.access_tokens import AccessToken, AccessTokenService
+from idp.services.revocation_cache import RevocationCache
 from idp.services.secret_tokens import digest, new_secret
 
 # Revocation reasons, kept on the session row.
@@ -42,11 +43,14 @@ class SessionService:
     def __init__(
         self,
         access_tokens: AccessTokenService,
+        revocations: RevocationCache,
         refresh_ttl: int,
         reuse_grace: int,
         max_age: int = 30 * 24 * 3600,
     ) -> None:
         self.access_tokens = access_tokens
+        # Told of every revocation after it commits; see idp.services.revocation_cache.
+        self.revocations = revocations
         self.refresh_ttl = timedelta(seconds=refresh_ttl)
         self.reuse_grace = timedelta(seconds=reuse_grace)
         # Absolute session lifetime (ASVS 3.3.2): rotation slides each token's expiry, never
@@ -123,6 +127,7 @@ class SessionService:
             return pair
         self._revoke(session, REUSE_DETECTED, now)
         db.session.commit()
+        self.revocations.sessions_revoked([who["session_id"]])
         audit.record("session.reuse_detected", "denied", **who)
         raise InvalidRefreshToken()
 
@@ -140,6 +145,7 @@ class SessionService:
         if header_token and body_token and not hmac.compare_digest(header_token, body_token):
             audit.record("session.logout", "failure", user_id=user_id, reason="token_mismatch")
             raise TokenMismatch()
+        ended: list[str] = []
         if refresh_token is not None:
             row = self.find_by_refresh_token(refresh_token)
             if row is None or access.user is None or row.session.user_id != access.user.id:
@@ -148,6 +154,7 @@ class SessionService:
                 raise TokenMismatch()
             if row.session.revoked_at is None:
                 self._revoke(row.session, LOGOUT, now)
+                ended.append(row.session.public_id)
         self.deny_access_token(access.claims, now)
         if session_id is not None:
             session = db.session.scalar(
@@ -155,7 +162,10 @@ class SessionService:
             )
             if session is not None and session.revoked_at is None:
                 self._revoke(session, LOGOUT, now)
+                ended.append(session_id)
         db.session.commit()
+        self.revocations.token_revoked(access.jti, access.claims["exp"], now)
+        self.revocations.sessions_revoked(ended)
         audit.record(
             "session.logout", "success", user_id=user_id, session_id=session_id, jti=access.jti
         )
@@ -168,16 +178,29 @@ class SessionService:
 
     def revoke_session(self, session: RefreshSession, reason: str, now: datetime) -> None:
         """Revoke one session and commit."""
+        public_id = session.public_id
         if session.revoked_at is None:
             self._revoke(session, reason, now)
         db.session.commit()
+        self.revocations.sessions_revoked([public_id])
 
-    def revoke_all_for_user(self, user: User, reason: str, now: datetime) -> None:
-        """Revoke every live session of the user; the caller commits."""
-        db.session.execute(
-            update(RefreshSession)
-            .where(RefreshSession.user_id == user.id, RefreshSession.revoked_at.is_(None))
-            .values(revoked_at=now, revoked_reason=reason)
+    def revoke_access_token(self, claims: dict, now: datetime) -> None:
+        """Denylist one access token and commit."""
+        self.deny_access_token(claims, now)
+        db.session.commit()
+        self.revocations.token_revoked(claims["jti"], claims["exp"], now)
+
+    def revoke_all_for_user(self, user: User, reason: str, now: datetime) -> list[str]:
+        """Revoke every live session of the user and return their ids; the caller commits,
+        then tells self.revocations."""
+        return list(
+            db.session.scalars(
+                update(RefreshSession)
+                .where(RefreshSession.user_id == user.id, RefreshSession.revoked_at.is_(None))
+                .values(revoked_at=now, revoked_reason=reason)
+                .returning(RefreshSession.public_id)
+                .execution_options(synchronize_session=False)
+            )
         )
 
     def deny_access_token(self, claims: dict, now: datetime) -> None:
