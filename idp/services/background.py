@@ -1,8 +1,9 @@
 """Work done after the answer is sent: mail delivery and the look-ups behind same-answer endpoints.
 
 Running the account look-up, token write and SMTP delivery of "forgot password" and "resend
-verification" here makes the answer cost the same for every address, whoever owns it.
-A job lost to a crash is a mail the user asks for again; see README "Mail".
+verification" here makes the answer cost the same for every address, whoever owns it. Jobs are
+not durable: what they work on is a committed outbox row, which `mail send-pending` picks up if
+the process dies first (idp.services.outbox).
 """
 
 from __future__ import annotations

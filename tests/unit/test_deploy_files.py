@@ -18,7 +18,7 @@ def compose() -> dict:
 
 def test_the_stack_has_its_services_and_health_checks(compose):
     services = compose["services"]
-    assert set(services) == {"idp", "postgres", "redis", "mailpit"}
+    assert set(services) == {"idp", "mailer", "postgres", "redis", "mailpit"}
     for name in ("idp", "postgres", "redis"):
         assert services[name]["healthcheck"]["test"], name
     assert "/readyz" in " ".join(services["idp"]["healthcheck"]["test"])
@@ -36,6 +36,15 @@ def test_idp_migrates_and_has_a_key_before_it_serves(compose):
     )
     assert upgrade < rotate < serve
     assert "exec gunicorn" in command
+
+
+def test_a_mail_worker_shares_the_servers_settings_and_starts_after_the_migration(compose):
+    idp, mailer = compose["services"]["idp"], compose["services"]["mailer"]
+    assert mailer["command"][-5:] == ["mail", "send-pending", "--loop", "--interval", "5"]
+    server_settings = {k: v for k, v in idp["environment"].items() if k.startswith("IDP_")}
+    # Same database, same SMTP, and the same secret that seals the queued mails.
+    assert mailer["environment"] == server_settings
+    assert mailer["depends_on"]["idp"]["condition"] == "service_healthy"
 
 
 def test_keys_live_in_a_volume(compose):
