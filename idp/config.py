@@ -36,6 +36,9 @@ ENVIRONMENTS = (DEVELOPMENT, PRODUCTION)
 # Hosts where a plain-http issuer is a developer's own machine, not a network.
 _LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1"}
 MIN_PRODUCTION_SECRET_LENGTH = 32
+# PostgreSQL: seconds to wait for a new connection, and for a free one from the pool.
+DB_CONNECT_TIMEOUT = 3
+DB_POOL_TIMEOUT = 5
 
 
 def _environment(value: str) -> str:
@@ -238,6 +241,12 @@ def flask_config(settings: Mapping[str, Any]) -> dict[str, Any]:
     if settings["IDP_DATABASE_URL"].startswith("sqlite"):
         # Wait for the write lock instead of failing with "database is locked".
         engine_options = {"connect_args": {"timeout": 30}, "hide_parameters": True}
+    elif settings["IDP_DATABASE_URL"].startswith("postgresql"):
+        # During an outage a request fails fast (503) instead of hanging: a connection attempt
+        # to an unresponsive host gives up after DB_CONNECT_TIMEOUT s, and a request waits at
+        # most DB_POOL_TIMEOUT s for a free connection from the pool.
+        engine_options["connect_args"] = {"connect_timeout": DB_CONNECT_TIMEOUT}
+        engine_options["pool_timeout"] = DB_POOL_TIMEOUT
     return {
         "SECRET_KEY": settings["IDP_SECRET_KEY"],
         "SQLALCHEMY_DATABASE_URI": settings["IDP_DATABASE_URL"],

@@ -4,12 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
+import psycopg
 from flask import Flask
 from sqlalchemy import Engine, event
+from sqlalchemy import exc as sa_exc
 
 from idp.extensions import db, migrate
 
 MIGRATIONS_DIR = "migrations"
+# PostgreSQL errors that say "not now" rather than "not this statement": connection exceptions
+# (class 08), too many connections, and a server shutting down, crashed or starting up.
+_UNAVAILABLE_SQLSTATES = ("08", "53300", "57P01", "57P02", "57P03")
+# SQLite primary result codes for the same: BUSY, LOCKED, IOERR, CANTOPEN.
+_UNAVAILABLE_SQLITE_CODES = frozenset({5, 6, 10, 14})
 
 
 def init_app(app: Flask, migrations_dir: str) -> None:
@@ -39,3 +46,34 @@ def _configure_sqlite(engine: Engine) -> None:
         # reads and then writes fails at once with "database is locked" when another writer
         # committed in between; an immediate one waits its turn (busy_timeout) instead.
         connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def is_unavailable(error: BaseException) -> bool:
+    """Whether `error` (or what caused it) says the database cannot be reached right now.
+
+    Only connectivity counts: a refused or lost connection, a pool with no connection to
+    spare, a server shutting down. A constraint violation, a missing table or bad SQL is a
+    fault of ours and stays a 500.
+    """
+    seen: BaseException | None = error
+    while seen is not None:
+        if _says_unavailable(seen):
+            return True
+        seen = seen.__cause__
+    return False
+
+
+def _says_unavailable(error: BaseException) -> bool:
+    if isinstance(error, sa_exc.TimeoutError):  # QueuePool: no connection within pool_timeout
+        return True
+    if not isinstance(error, sa_exc.OperationalError | sa_exc.InterfaceError):
+        return False
+    if error.connection_invalidated:  # the dialect recognised a lost connection
+        return True
+    original = error.orig
+    if isinstance(original, psycopg.Error):
+        # No SQLSTATE: the client library itself failed (refused, reset, closed connection).
+        state = original.sqlstate
+        return state is None or state.startswith(_UNAVAILABLE_SQLSTATES)
+    sqlite_code = getattr(original, "sqlite_errorcode", None)
+    return sqlite_code is not None and (sqlite_code & 0xFF) in _UNAVAILABLE_SQLITE_CODES

@@ -16,6 +16,8 @@ class IdPError(Exception):
     """Base of every error a caller may see."""
 
     code = "server_error"
+    # The `error` of an answer outside the API (RFC 6749 shape), when it differs from `code`.
+    oauth_code: str | None = None
     status = 500
     message = "The server could not complete the request."
 
@@ -149,6 +151,19 @@ class TooManyFailedLogins(RateLimited):
     """Failed logins for one email address, from anywhere, hit the per-account limit."""
 
     code = "rate_limited"
+
+
+class ServiceUnavailable(IdPError):
+    """A dependency the request needs (the database) cannot be reached right now."""
+
+    code = "service_unavailable"
+    oauth_code = "temporarily_unavailable"
+    status = 503
+    message = "The service is temporarily unavailable. Try again shortly."
+
+    def __init__(self, retry_after: int = 5, message: str | None = None) -> None:
+        self.retry_after = max(1, retry_after)
+        super().__init__(message, headers={"Retry-After": str(self.retry_after)})
 
 
 class SigningKeyError(IdPError):

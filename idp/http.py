@@ -14,9 +14,16 @@ from flask_cors import CORS
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from idp import audit
+from idp import audit, database
 from idp.api import envelope
-from idp.errors import IdPError, MethodNotAllowed, NotFound, PayloadTooLarge, RateLimited
+from idp.errors import (
+    IdPError,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    RateLimited,
+    ServiceUnavailable,
+)
 from idp.extensions import db
 from idp.rate_limits import seconds_until_reset
 
@@ -152,7 +159,7 @@ def _render(error: IdPError) -> Response:
             error.message, error.status, error.code, error.errors, error.headers
         )
     # Outside the API: the bearer-token error shape of RFC 6750.
-    body = {"error": error.code, "error_description": error.message}
+    body = {"error": error.oauth_code or error.code, "error_description": error.message}
     response = jsonify(body)
     response.status_code = error.status
     response.headers.update(error.headers)
@@ -163,8 +170,9 @@ def _rollback() -> None:
     """End the request's transaction; an error here must not hide the original one."""
     try:
         db.session.rollback()
-    except Exception:
-        log.warning("rollback failed", exc_info=True)
+    except Exception as exc:
+        if not database.is_unavailable(exc):
+            log.warning("rollback failed", exc_info=True)
 
 
 def _handle_idp_error(error: IdPError) -> Response:
@@ -196,5 +204,27 @@ def _handle_http_exception(error: HTTPException) -> Response:
 
 def _handle_unexpected(error: Exception) -> Response:
     _rollback()
+    if database.is_unavailable(error):
+        return _database_unavailable(error)
     log.exception("unhandled error", extra={"request_id": g.get("request_id")})
     return _render(IdPError())
+
+
+def _database_unavailable(error: Exception) -> Response:
+    """503 with Retry-After while the database cannot be reached; one log line, no traceback.
+
+    An outage is an expected state, not a bug. The session is dropped so the next request
+    starts from the pool, whose pre-ping replaces dead connections once the database is back.
+    """
+    request_id = g.get("request_id")
+    lines = str(error).splitlines()  # the first names the cause; later ones hold the statement
+    summary = lines[0] if lines else ""
+    log.warning(
+        "database unavailable (request %s): %s: %s",
+        request_id,
+        type(error).__name__,
+        summary,
+        extra={"request_id": request_id},
+    )
+    db.session.remove()
+    return _render(ServiceUnavailable())

@@ -16,7 +16,7 @@ from typing import Any
 
 from flask import Flask
 
-from idp import audit
+from idp import audit, database
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +54,16 @@ class BackgroundJobs:
         with self.app.app_context(), audit.on_behalf_of(origin):
             try:
                 job(*args, **kwargs)
-            except Exception:
-                log.exception("background job %s failed", getattr(job, "__name__", job))
+            except Exception as exc:
+                name = getattr(job, "__name__", job)
+                if database.is_unavailable(exc):
+                    # An outage, not a bug: what the job worked on is a committed outbox row,
+                    # which `mail send-pending` delivers once the database is back.
+                    log.warning(
+                        "background job %s: database unavailable (%s)", name, type(exc).__name__
+                    )
+                else:
+                    log.exception("background job %s failed", name)
             finally:
                 db.session.remove()
 

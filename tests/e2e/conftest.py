@@ -109,7 +109,8 @@ class Gunicorn:
                 pytest.fail(f"gunicorn exited during start-up:\n{self.error_log.read_text()}")
             try:
                 response = requests.get(f"{self.url}/.well-known/openid-configuration", timeout=2)
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):
+                # Not listening yet, or listening while the workers still import the app.
                 time.sleep(0.1)
                 continue
             if response.status_code == 200:
