@@ -48,6 +48,7 @@ EVENTS = frozenset(
         "key.rotated",  # kid, staged
         "key.activated",  # kid
         "key.retired",  # kid
+        "mail.dead",  # failure: mail_id, message, reason (a queued mail given up, never sent)
     }
 )
 # success: it was done. failure: what the caller presented did not check out.

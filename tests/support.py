@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import email
 import re
 import socket
@@ -83,9 +84,63 @@ class Mailbox:
         raise AssertionError(f"expected {count} mail(s) to {address}, got {len(self.to(address))}")
 
 
-class SMTPServer:
+class RefusingMailbox(Mailbox):
+    """A Mailbox that can be told to refuse: set `rcpt_reply` or `data_reply` to an SMTP answer
+    ("451 4.3.0 Try again later", "550 5.1.1 No such user") and every mail gets it at that step.
+    """
+
     def __init__(self) -> None:
-        self.mailbox = Mailbox()
+        super().__init__()
+        self.rcpt_reply: str | None = None
+        self.data_reply: str | None = None
+        # Seconds to sit on a received message before saying 250: a verdict that comes late.
+        self.data_delay = 0.0
+
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
+    ) -> str:
+        if self.rcpt_reply:
+            return self.rcpt_reply
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        if self.data_reply:
+            return self.data_reply
+        reply = await super().handle_DATA(server, session, envelope)
+        await asyncio.sleep(self.data_delay)
+        return reply
+
+    def accept(self) -> None:
+        self.rcpt_reply = self.data_reply = None
+        self.data_delay = 0.0
+
+
+class SilentServer:
+    """A TCP port that accepts connections and never says a word: a hung SMTP server.
+
+    The kernel completes each handshake from the listen backlog; nobody ever reads or writes.
+    """
+
+    def __init__(self) -> None:
+        self._socket = socket.socket()
+        self._socket.bind(("127.0.0.1", 0))
+        self._socket.listen(16)
+        self.port: int = self._socket.getsockname()[1]
+
+    def close(self) -> None:
+        self._socket.close()
+
+    def __enter__(self) -> SilentServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class SMTPServer:
+    def __init__(self, mailbox: Mailbox | None = None) -> None:
+        self.mailbox = mailbox or Mailbox()
         self.port = free_port()
         self.controller = Controller(self.mailbox, hostname="127.0.0.1", port=self.port)
 

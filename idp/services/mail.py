@@ -6,6 +6,7 @@ that caused it and calls send() after the commit.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import smtplib
 from dataclasses import dataclass
@@ -60,13 +61,46 @@ class LogBackend:
         self.logger.info("mail to %s: %s\n%s", mail.to, mail.subject, mail.text)
 
 
+class MailMaybeSent(Exception):
+    """The connection failed after the message was handed over, before the server's verdict:
+    the server may have accepted the mail, so sending it again could deliver it twice."""
+
+
+class _HandOverAware:
+    """Tell a failure before the message was handed over (safe to retry) from one after it."""
+
+    def data(self, msg: Any) -> tuple[int, bytes]:
+        try:
+            return super().data(msg)  # type: ignore[misc]
+        except smtplib.SMTPResponseException:
+            raise  # the server's own verdict (4xx/5xx): not taken
+        except (OSError, smtplib.SMTPException) as exc:
+            raise MailMaybeSent() from exc
+
+
+class _SMTP(_HandOverAware, smtplib.SMTP):
+    pass
+
+
+class _SMTPSSL(_HandOverAware, smtplib.SMTP_SSL):
+    pass
+
+
 class _TimeoutConnection(flask_mail.Connection):
     def __init__(self, mail: Any, timeout: int) -> None:
         super().__init__(mail)
         self.timeout = timeout
 
+    def __exit__(self, *exc_info: Any) -> None:
+        # flask-mail says QUIT even after a failure, on a connection that may be gone, and the
+        # error of that QUIT would replace the one that tells what happened. After a 250 the
+        # mail is sent whatever QUIT says.
+        if self.host is not None:
+            with contextlib.suppress(OSError, smtplib.SMTPException):
+                self.host.quit()
+
     def configure_host(self) -> smtplib.SMTP:
-        cls = smtplib.SMTP_SSL if self.mail.use_ssl else smtplib.SMTP
+        cls = _SMTPSSL if self.mail.use_ssl else _SMTP
         host = cls(self.mail.server, self.mail.port, timeout=self.timeout)
         if self.mail.use_tls:
             host.starttls()
@@ -94,7 +128,8 @@ class MailService:
         )
 
     def send(self, mail: OutgoingMail) -> None:
-        """Deliver now; raises OSError or smtplib.SMTPException when the server does not take it."""
+        """Deliver now; raises OSError or smtplib.SMTPException when the server did not take it,
+        MailMaybeSent when nobody can tell."""
         self.backend.send(mail)
 
     def _links(self, message: str, context: dict[str, Any]) -> dict[str, str]:

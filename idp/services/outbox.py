@@ -7,8 +7,9 @@ in between), in `flask --app wsgi mail send-pending`.
 
 Delivery is at most once per row: a sender claims the row (pending -> sending) with one
 conditional UPDATE before it talks to SMTP, and only a failure SMTP reported puts it back to
-pending, with exponential back-off. A sender that dies mid-conversation leaves the row in
-`sending`, which `mail status` reports as in doubt and nothing retries. After `max_attempts`
+pending, with exponential back-off. A sender that dies mid-conversation, or loses the connection
+after handing the message over (the server may have taken it), leaves the row in `sending`,
+which `mail status` reports as in doubt and nothing retries. After `max_attempts`
 failures, or a permanent SMTP refusal, or once its link has expired unsent, a row is dead: logged
 at error level and in the audit log, and counted by `mail status`.
 
@@ -37,7 +38,7 @@ from idp.clock import utcnow
 from idp.extensions import db
 from idp.models import OutboxMail
 from idp.models.outbox import DEAD, DROPPED, PENDING, REQUESTED, SENDING, SENT, STATUSES
-from idp.services.mail import MailService
+from idp.services.mail import MailMaybeSent, MailService
 from idp.services.sealing import Sealer, Unsealable
 from idp.services.throttle import Throttle
 
@@ -255,10 +256,23 @@ class Outbox:
             # Sealed under another IDP_SECRET_KEY, or tampered with: it can never be sent.
             return self._finish(mail_id, DEAD, "unsealable", now, message)
         try:
-            self.mail.send(self.mail.compose(message, to, context))
+            mail = self.mail.compose(message, to, context)
+        except Exception:
+            # A bug (a broken template), not an outage: retrying would fail the same way.
+            log.exception("mail %s (outbox %d) could not be composed", message, mail_id)
+            return self._finish(mail_id, DEAD, "compose_failed", now, message)
+        try:
+            self.mail.send(mail)
+        except MailMaybeSent as exc:
+            # At most once: the server may have taken it, so the row stays claimed, in doubt.
+            return self._in_doubt(mail_id, message, type(exc.__cause__).__name__)
         except smtplib.SMTPResponseException as exc:
             permanent = exc.smtp_code >= 500
             return self._failed(mail_id, message, attempts, f"smtp_{exc.smtp_code}", now, permanent)
+        except smtplib.SMTPRecipientsRefused as exc:
+            # Refused at RCPT ("550 no such user"): a permanent refusal like any other 5xx.
+            code = min(code for code, _reply in exc.recipients.values())
+            return self._failed(mail_id, message, attempts, f"smtp_{code}", now, code >= 500)
         except (OSError, smtplib.SMTPException) as exc:
             return self._failed(mail_id, message, attempts, type(exc).__name__, now, False)
         return self._finish(mail_id, SENT, None, utcnow())
@@ -286,6 +300,22 @@ class Outbox:
         )
         db.session.commit()
         return PENDING
+
+    def _in_doubt(self, mail_id: int, message: str, error: str) -> str:
+        log.warning(
+            "mail %s (outbox %d): connection lost after hand-over (%s); not retried",
+            message,
+            mail_id,
+            error,
+        )
+        db.session.execute(
+            update(OutboxMail)
+            .where(OutboxMail.id == mail_id, OutboxMail.status == SENDING)
+            .values(last_error=f"in_doubt_{error}", payload=None)
+            .execution_options(synchronize_session=False)
+        )
+        db.session.commit()
+        return SENDING
 
     def _finish(
         self, mail_id: int, status: str, error: str | None, now: datetime, message: str = ""
