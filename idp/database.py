@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import psycopg
@@ -10,6 +11,8 @@ from sqlalchemy import Engine, event
 from sqlalchemy import exc as sa_exc
 
 from idp.extensions import db, migrate
+
+log = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = "migrations"
 # PostgreSQL errors that say "not now" rather than "not this statement": connection exceptions
@@ -22,11 +25,39 @@ _UNAVAILABLE_SQLITE_CODES = frozenset({5, 6, 10, 14})
 def init_app(app: Flask, migrations_dir: str) -> None:
     """Bind SQLAlchemy and Flask-Migrate; give SQLite WAL, foreign keys and write locks."""
     db.init_app(app)
+    # Runs before Flask-SQLAlchemy's own teardown (Flask runs them last registered first).
+    app.teardown_appcontext(_remove_session)
     migrate.init_app(app, db, directory=migrations_dir, render_as_batch=True)
     with app.app_context():
         engine = db.engine
         if engine.dialect.name == "sqlite":
             _configure_sqlite(engine)
+        else:
+            _configure_postgresql(engine)
+
+
+def _remove_session(_error: BaseException | None) -> None:
+    """End the request's session; a connection lost since the answer was made must not turn
+    that answer into a 500 (Flask-SQLAlchemy's teardown lets the rollback's error escape)."""
+    try:
+        db.session.remove()
+    except Exception as exc:
+        if not is_unavailable(exc):
+            raise
+        log.warning("database connection lost while ending a session (%s)", type(exc).__name__)
+        db.session.registry.clear()
+
+
+def _configure_postgresql(engine: Engine) -> None:
+    @event.listens_for(engine, "handle_error")
+    def _on_error(context: Any) -> None:
+        # A server shutting down or restarting (57P01 and friends) is a lost connection too,
+        # though the dialect does not say so: have SQLAlchemy throw the connection (and the
+        # pool's others) away instead of handing it back to the pool for a reset that fails.
+        original = context.original_exception
+        state = original.sqlstate if isinstance(original, psycopg.Error) else None
+        if state is not None and state.startswith(_UNAVAILABLE_SQLSTATES):
+            context.is_disconnect = True
 
 
 def _configure_sqlite(engine: Engine) -> None:
