@@ -20,6 +20,7 @@ from idp.api.schemas import (
 )
 from idp.clock import utcnow
 from idp.models import User
+from idp.services.access_tokens import TokenUser
 from idp.services.registry import get_services
 from idp.services.sessions import TokenPair
 
@@ -29,7 +30,7 @@ SAME_ANSWER_RESEND = "If the address belongs to an unverified account, a new lin
 SAME_ANSWER_RESET = "If the address belongs to an account, a password reset link is on its way."
 
 
-def user_json(user: User) -> dict[str, Any]:
+def user_json(user: User | TokenUser) -> dict[str, Any]:
     return {
         "id": user.public_id,
         "email": user.email,
