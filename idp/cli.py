@@ -117,6 +117,7 @@ def clients_delete(client_id: str) -> None:
         client_service.delete_client(client_id, utcnow())
     except client_service.ClientCommandError as exc:
         raise click.ClickException(str(exc)) from exc
+    get_services().clients.forget(client_id)
     audit.record("client.deleted", "success", client_id=client_id)
     click.echo(f"client {client_id} deleted")
 

@@ -6,8 +6,8 @@ import logging
 from typing import Any
 
 import psycopg
-from flask import Flask
-from sqlalchemy import Engine, event
+from flask import Flask, current_app
+from sqlalchemy import Engine, Executable, Row, event
 from sqlalchemy import exc as sa_exc
 
 from idp.extensions import db, migrate
@@ -15,6 +15,7 @@ from idp.extensions import db, migrate
 log = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = "migrations"
+READ_ENGINE = "idp.read_engine"
 # PostgreSQL errors that say "not now" rather than "not this statement": connection exceptions
 # (class 08), too many connections, and a server shutting down, crashed or starting up.
 _UNAVAILABLE_SQLSTATES = ("08", "53300", "57P01", "57P02", "57P03")
@@ -34,6 +35,22 @@ def init_app(app: Flask, migrations_dir: str) -> None:
             _configure_sqlite(engine)
         else:
             _configure_postgresql(engine)
+            # Same pool, no transaction: a lone SELECT needs no BEGIN and no ROLLBACK.
+            app.extensions[READ_ENGINE] = engine.execution_options(isolation_level="AUTOCOMMIT")
+
+
+def read_one(statement: Executable, params: dict[str, Any]) -> Row[Any] | None:
+    """Run one read-only statement on the hot path and return its first row.
+
+    On PostgreSQL it runs outside any transaction on a connection of its own: one round trip
+    (plus the pool's pre-ping) instead of BEGIN, SELECT and ROLLBACK. On SQLite, whose
+    transactions are local and cheap, it runs in the request's session.
+    """
+    engine = current_app.extensions.get(READ_ENGINE)
+    if engine is None:
+        return db.session.connection().execute(statement, params).first()
+    with engine.connect() as connection:
+        return connection.execute(statement, params).first()
 
 
 def _remove_session(_error: BaseException | None) -> None:

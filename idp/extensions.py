@@ -16,6 +16,12 @@ NAMING_CONVENTION = {
     "pk": "pk_%(table_name)s",
 }
 
-db = SQLAlchemy(metadata=MetaData(naming_convention=NAMING_CONVENTION))
+# expire_on_commit=False: what a request just wrote stays readable after its commit without a
+# second round trip (an answer built from the user it just logged in, say). Every request gets
+# a fresh session, so nothing stale outlives it.
+db = SQLAlchemy(
+    metadata=MetaData(naming_convention=NAMING_CONVENTION),
+    session_options={"expire_on_commit": False},
+)
 migrate = Migrate()
 mail = Mail()

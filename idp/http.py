@@ -105,13 +105,12 @@ def init_app(app: Flask) -> None:
     )
     settings = app.config["IDP"]
     # The API is called with bearer tokens from browsers on these origins only; no cookies, so
-    # no credentials mode. Discovery and JWKS are public documents any origin may read.
+    # no credentials mode. Discovery and JWKS set their own wildcard (idp.oauth.views).
     CORS(
         app,
         resources={
             r"/api/*": {"origins": settings["IDP_CORS_ORIGINS"]},
             r"/oauth/*": {"origins": settings["IDP_CORS_ORIGINS"]},
-            r"/.well-known/*": {"origins": "*", "send_wildcard": True},
         },
         supports_credentials=False,
         allow_headers=["Authorization", "Content-Type"],

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Any
 
-from flask import Blueprint, Response, jsonify, request
+from flask import Blueprint, Response, current_app, jsonify, request
 
 from idp.oauth2 import authorization_server
 from idp.services.registry import get_services
@@ -14,6 +15,7 @@ from idp.services.sessions import API_SCOPE
 bp = Blueprint("oauth", __name__)
 
 JWKS_MAX_AGE = 300  # relying apps re-read JWKS at least this often; see README "Key rotation"
+DISCOVERY_CACHE = "idp.discovery_document"
 
 
 @bp.before_request
@@ -63,8 +65,15 @@ def jwks() -> Response:
 @bp.get("/.well-known/openid-configuration")
 @bp.get("/.well-known/oauth-authorization-server")
 def openid_configuration() -> Response:
-    body = json.dumps(discovery_document(get_services().settings)).encode()
-    return _cacheable_json(body, None)
+    document = current_app.extensions.get(DISCOVERY_CACHE)
+    if document is None:
+        # The settings never change in a running app: serialise once.
+        body = json.dumps(discovery_document(get_services().settings)).encode()
+        document = current_app.extensions[DISCOVERY_CACHE] = (
+            body,
+            hashlib.sha256(body).hexdigest(),
+        )
+    return _cacheable_json(*document)
 
 
 def discovery_document(settings: dict[str, Any]) -> dict[str, Any]:
@@ -90,10 +99,18 @@ def discovery_document(settings: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _cacheable_json(body: bytes, etag: str | None) -> Response:
-    response = Response(body, mimetype="application/json")
-    response.headers["Cache-Control"] = f"public, max-age={JWKS_MAX_AGE}"
-    if etag is not None:
-        response.set_etag(etag)
-        response.make_conditional(request)
-    return response
+def _cacheable_json(body: bytes, etag: str) -> Response:
+    """A public document: cacheable, readable from any origin, 304 when the copy is current.
+
+    Built by hand rather than through Response.make_conditional: these are the most requested
+    documents, and an ETag comparison is all they need.
+    """
+    headers = {
+        "Cache-Control": f"public, max-age={JWKS_MAX_AGE}",
+        "ETag": f'"{etag}"',
+        # Public documents any origin may read (no credentials, so a wildcard is safe).
+        "Access-Control-Allow-Origin": "*",
+    }
+    if request.if_none_match.contains(etag):
+        return Response(status=304, headers=headers)
+    return Response(body, headers=headers, mimetype="application/json")

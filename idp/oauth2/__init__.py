@@ -12,7 +12,6 @@ from flask import Flask, current_app
 from idp.oauth2.clients import Client
 from idp.oauth2.endpoints import IntrospectionEndpoint, RevocationEndpoint
 from idp.oauth2.grants import ClientCredentialsGrant, RefreshTokenGrant, generate_client_token
-from idp.services import clients as client_service
 from idp.services.registry import get_services
 from idp.services.sessions import API_SCOPE
 
@@ -27,7 +26,7 @@ def api_client(client_id: str) -> Client:
 def query_client(client_id: str) -> Client | None:
     if client_id == get_services().settings["IDP_API_CLIENT_ID"]:
         return api_client(client_id)
-    row = client_service.find_client(client_id)
+    row = get_services().clients.find(client_id)
     return Client.from_row(row) if row is not None else None
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from authlib.oauth2.rfc6749 import ClientMixin
+from sqlalchemy import Row
 
 from idp import audit
-from idp.models import OAuthClient
 from idp.services import clients as client_service
 
 CONFIDENTIAL_AUTH_METHODS = ("client_secret_basic", "client_secret_post")
@@ -15,7 +17,7 @@ class Client(ClientMixin):
     """A client as Authlib needs it. Confidential clients wrap a row; the API client is public."""
 
     def __init__(
-        self, client_id: str, grant_types: set[str], scope: str, row: OAuthClient | None = None
+        self, client_id: str, grant_types: set[str], scope: str, row: Row[Any] | None = None
     ) -> None:
         self.client_id = client_id
         self.grant_types = grant_types
@@ -23,7 +25,7 @@ class Client(ClientMixin):
         self.row = row
 
     @classmethod
-    def from_row(cls, row: OAuthClient) -> Client:
+    def from_row(cls, row: Row[Any]) -> Client:
         return cls(row.client_id, set(row.grant_types.split()), row.scope, row)
 
     @property

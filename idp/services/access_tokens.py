@@ -20,8 +20,8 @@ from joserfc.errors import JoseError
 from joserfc.jwt import JWTClaimsRegistry
 from sqlalchemy import bindparam, exists, select
 
+from idp.database import read_one
 from idp.errors import InvalidAccessToken
-from idp.extensions import db
 from idp.models import OAuthClient, RefreshSession, RevokedAccessToken, User
 from idp.services.keys import ALGORITHM, KeyStore
 from idp.services.revocation_cache import RevocationCache
@@ -163,11 +163,10 @@ class AccessTokenService:
         if self.revocations.refuses(claims):
             raise InvalidAccessToken()
         scopes = frozenset(claims.get("scope", "").split())
-        connection = db.session.connection()
         if "sid" not in claims:
-            client = connection.execute(
+            client = read_one(
                 _CLIENT_CHECK, {"client_id": claims["client_id"], "jti": claims["jti"]}
-            ).first()
+            )
             if (
                 client is None
                 or client.denied
@@ -176,9 +175,9 @@ class AccessTokenService:
             ):
                 raise InvalidAccessToken()
             return AccessToken(claims, None, scopes)
-        row = connection.execute(
+        row = read_one(
             _USER_CHECK, {"sub": claims["sub"], "sid": claims["sid"], "jti": claims["jti"]}
-        ).first()
+        )
         if row is None or row.denied or row.session_revoked_at is not None or not row.is_active:
             raise InvalidAccessToken()
         valid_after = row.sessions_valid_after

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import secrets
+import time
 import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Row, bindparam, select
 
+from idp.database import read_one
 from idp.extensions import db
 from idp.models import OAuthClient
 from idp.services.secret_tokens import digest, digest_matches, new_secret
@@ -69,26 +72,74 @@ def list_clients() -> list[OAuthClient]:
     )
 
 
-def find_client(client_id: str) -> OAuthClient | None:
-    """Return a live client by its public id."""
-    # PostgreSQL refuses NUL in text parameters (an error, not "no row"): no client has one.
-    if not isinstance(client_id, str) or len(client_id) > 64 or "\x00" in client_id:
+def find_client(client_id: str) -> Row[Any] | None:
+    """Return a live client's id, secret digest, grant types and scope (a read-only row)."""
+    if not _plausible_id(client_id):
         return None
-    return db.session.scalar(
-        select(OAuthClient).where(
-            OAuthClient.client_id == client_id, OAuthClient.deleted_at.is_(None)
-        )
-    )
+    return read_one(_LIVE_CLIENT, {"client_id": client_id})
 
 
-def check_client_secret(client: OAuthClient, secret: str) -> bool:
+class RecentClients:
+    """A per-process memory of clients found in the last few seconds, for client authentication.
+
+    Client authentication runs on every /oauth request, and a database round trip costs more
+    than the rest of the check. A deleted client can go on authenticating for at most `ttl`
+    seconds in processes that saw it just before; any token it gets in that window is refused
+    at once by verification and introspection, which read the client from the database on
+    every request. Unknown ids are never remembered, so guessing cannot fill the memory.
+    """
+
+    MAX_ENTRIES = 1024
+
+    def __init__(self, ttl: float) -> None:
+        self.ttl = ttl
+        self._rows: dict[str, tuple[float, Row[Any]]] = {}
+
+    def find(self, client_id: str) -> Row[Any] | None:
+        """Return the live client, from memory if it was read less than `ttl` seconds ago."""
+        now = time.monotonic()
+        remembered = self._rows.get(client_id) if isinstance(client_id, str) else None
+        if remembered is not None and remembered[0] > now:
+            return remembered[1]
+        row = find_client(client_id)
+        if row is None:
+            self._rows.pop(client_id, None)
+        elif self.ttl > 0:
+            if len(self._rows) >= self.MAX_ENTRIES:
+                self._rows.clear()
+            self._rows[client_id] = (now + self.ttl, row)
+        return row
+
+    def forget(self, client_id: str) -> None:
+        """Drop a client at once (this process deleted it)."""
+        self._rows.pop(client_id, None)
+
+
+def _plausible_id(client_id: Any) -> bool:
+    # PostgreSQL refuses NUL in text parameters (an error, not "no row"): no client has one.
+    return isinstance(client_id, str) and len(client_id) <= 64 and "\x00" not in client_id
+
+
+_clients = OAuthClient.__table__
+_LIVE_CLIENT = select(
+    _clients.c.client_id, _clients.c.client_secret_hash, _clients.c.grant_types, _clients.c.scope
+).where(_clients.c.client_id == bindparam("client_id"), _clients.c.deleted_at.is_(None))
+
+
+def check_client_secret(client: Row[Any], secret: str) -> bool:
     """Compare a presented secret with the stored digest in constant time."""
     return isinstance(secret, str) and digest_matches(secret, client.client_secret_hash)
 
 
 def delete_client(client_id: str, now: datetime) -> None:
     """Mark a client deleted: it can no longer authenticate and its tokens stop verifying."""
-    client = find_client(client_id)
+    client = None
+    if _plausible_id(client_id):
+        client = db.session.scalar(
+            select(OAuthClient).where(
+                OAuthClient.client_id == client_id, OAuthClient.deleted_at.is_(None)
+            )
+        )
     if client is None:
         raise ClientCommandError(f"no client with id {client_id}")
     client.deleted_at = now

@@ -11,6 +11,7 @@ from idp.rate_limits import current_strategy
 from idp.services.access_tokens import AccessTokenService
 from idp.services.accounts import AccountService
 from idp.services.background import BackgroundJobs
+from idp.services.clients import RecentClients
 from idp.services.health import HealthService
 from idp.services.keys import KeyStore
 from idp.services.mail import LogBackend, MailBackend, MailService, SMTPBackend
@@ -25,6 +26,8 @@ from idp.services.throttle import Throttle
 EXTENSION_KEY = "idp.services"
 # Changing it makes every queued mail unreadable; see README "Mail".
 OUTBOX_SEAL_PURPOSE = "idp mail outbox v1"
+# How long a process may go on trusting a client row it read (see RecentClients).
+CLIENT_MEMORY_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,7 @@ class Services:
     access_tokens: AccessTokenService
     sessions: SessionService
     outbox: Outbox
+    clients: RecentClients
     accounts: AccountService
     jobs: BackgroundJobs
     health: HealthService
@@ -100,6 +104,7 @@ def init_app(app: Flask, settings: dict[str, Any]) -> Services:
         access_tokens=access_tokens,
         sessions=sessions,
         outbox=outbox,
+        clients=RecentClients(CLIENT_MEMORY_SECONDS),
         accounts=AccountService(
             passwords,
             outbox,

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
+from sqlalchemy.orm import joinedload
 
 from idp import audit
 from idp.errors import InvalidRefreshToken, TokenMismatch
@@ -91,8 +92,12 @@ class SessionService:
             .returning(RefreshToken.session_id)
         ).scalar_one_or_none()
         if spent is not None:
-            session = db.session.get(RefreshSession, spent)
-            assert session is not None  # the foreign key guarantees it
+            # The session and its user in one query: both are needed for the new pair.
+            session = db.session.scalars(
+                select(RefreshSession)
+                .options(joinedload(RefreshSession.user))
+                .where(RefreshSession.id == spent)
+            ).one()
             who = _audit_fields(session, client_id)
             if not session.user.is_active:
                 db.session.rollback()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -633,6 +634,28 @@ def test_a_deleted_client_loses_its_tokens_and_its_access(app, client, service):
     assert service.client_id in listed.output
     # Deleting twice is an error, not a silent success.
     assert runner.invoke(args=["clients", "delete", doomed.client_id]).exit_code != 0
+
+
+def test_a_client_deleted_by_another_process_gets_nothing_usable_and_is_refused_soon(
+    make_app, app, client, service
+):
+    """Client rows are remembered per process for a few seconds (RecentClients): in that
+    window a client deleted elsewhere may still be issued a token, which nothing accepts."""
+    app.extensions["idp.services"].clients.ttl = 3.0
+    doomed = cli_create(app, "doomed-elsewhere", "read")
+    assert client_token(client, doomed).status_code == 200  # now remembered here
+
+    elsewhere = make_app()
+    result = elsewhere.test_cli_runner().invoke(args=["clients", "delete", doomed.client_id])
+    assert result.exit_code == 0, result.output
+
+    late = client_token(client, doomed)
+    assert late.status_code == 200  # inside the window
+    token = late.json["access_token"]
+    assert introspect(client, service, token).json == {"active": False}
+    assert introspect(elsewhere.test_client(), service, token).json == {"active": False}
+    time.sleep(3.1)
+    assert_oauth_error(client_token(client, doomed), 401, "invalid_client")
 
 
 @pytest.mark.parametrize("path", ["/oauth/token", "/oauth/introspect", "/oauth/revoke"])
