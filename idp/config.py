@@ -247,6 +247,9 @@ def flask_config(settings: Mapping[str, Any]) -> dict[str, Any]:
         # most DB_POOL_TIMEOUT s for a free connection from the pool.
         engine_options["connect_args"] = {"connect_timeout": DB_CONNECT_TIMEOUT}
         engine_options["pool_timeout"] = DB_POOL_TIMEOUT
+        # A dead pooled connection is told by a look at its socket on checkout instead of a
+        # SELECT round trip on every request (idp.database._configure_postgresql).
+        engine_options["pool_pre_ping"] = False
     return {
         "SECRET_KEY": settings["IDP_SECRET_KEY"],
         "SQLALCHEMY_DATABASE_URI": settings["IDP_DATABASE_URL"],

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import logging
+import select
+from collections import namedtuple
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
 from flask import Flask, current_app
-from sqlalchemy import Engine, Executable, Row, event
+from sqlalchemy import Engine, Select, event
 from sqlalchemy import exc as sa_exc
 
 from idp.extensions import db, migrate
@@ -35,22 +39,81 @@ def init_app(app: Flask, migrations_dir: str) -> None:
             _configure_sqlite(engine)
         else:
             _configure_postgresql(engine)
-            # Same pool, no transaction: a lone SELECT needs no BEGIN and no ROLLBACK.
-            app.extensions[READ_ENGINE] = engine.execution_options(isolation_level="AUTOCOMMIT")
+            app.extensions[READ_ENGINE] = engine
 
 
-def read_one(statement: Executable, params: dict[str, Any]) -> Row[Any] | None:
-    """Run one read-only statement on the hot path and return its first row.
+def read_one(statement: Select[Any], params: dict[str, Any]) -> Any:
+    """Run one read-only SELECT on a hot path and return its first row (attribute access by
+    column label), or None.
 
-    On PostgreSQL it runs outside any transaction on a connection of its own: one round trip
-    (plus the pool's pre-ping) instead of BEGIN, SELECT and ROLLBACK. On SQLite, whose
-    transactions are local and cheap, it runs in the request's session.
+    On PostgreSQL it runs on a pooled connection of its own, outside any transaction, through
+    the driver directly: one round trip instead of BEGIN, SELECT and ROLLBACK, and none of
+    SQLAlchemy's per-execution work (which costs more than the query). The statement is still
+    compiled by SQLAlchemy, once, and its columns' result types still apply (UTC datetimes).
+    On SQLite, whose transactions are local and cheap, it runs in the request's session.
     """
     engine = current_app.extensions.get(READ_ENGINE)
     if engine is None:
         return db.session.connection().execute(statement, params).first()
-    with engine.connect() as connection:
-        return connection.execute(statement, params).first()
+    compiled = _compiled(statement, engine)
+    try:
+        pooled = engine.raw_connection()
+    except psycopg.Error as exc:  # the pool hands the driver's error on unwrapped
+        raise sa_exc.DBAPIError.instance(None, None, exc, psycopg.Error) from exc
+    try:
+        connection = pooled.driver_connection
+        connection.autocommit = True
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute(compiled.sql, params)
+                row = cursor.fetchone()
+        finally:
+            if not connection.closed:
+                connection.autocommit = False
+    except psycopg.Error as exc:
+        # As SQLAlchemy would wrap it, so that an outage is still told from a bug.
+        is_disconnect = engine.dialect.is_disconnect(exc, connection, None)
+        if is_disconnect:
+            pooled.invalidate(exc)
+        raise sa_exc.DBAPIError.instance(
+            compiled.sql, None, exc, psycopg.Error, connection_invalidated=is_disconnect
+        ) from exc
+    finally:
+        pooled.close()
+    if row is None:
+        return None
+    return compiled.row(
+        *(convert(value) for convert, value in zip(compiled.converters, row, strict=True))
+    )
+
+
+@dataclass(frozen=True)
+class _Compiled:
+    sql: str
+    converters: tuple[Callable[[Any], Any], ...]
+    row: type
+
+
+# Keyed by the statement object itself: hot-path statements are module constants.
+_COMPILED: dict[tuple[Select[Any], str], _Compiled] = {}
+
+
+def _compiled(statement: Select[Any], engine: Engine) -> _Compiled:
+    key = (statement, engine.dialect.name)
+    found = _COMPILED.get(key)
+    if found is None:
+        dialect = engine.dialect
+        columns = list(statement.selected_columns)
+        converters = tuple(
+            column.type._cached_result_processor(dialect, None) or _same for column in columns
+        )
+        row = namedtuple("Row", [column.key for column in columns])
+        found = _COMPILED[key] = _Compiled(str(statement.compile(dialect=dialect)), converters, row)
+    return found
+
+
+def _same(value: Any) -> Any:
+    return value
 
 
 def _remove_session(_error: BaseException | None) -> None:
@@ -66,6 +129,16 @@ def _remove_session(_error: BaseException | None) -> None:
 
 
 def _configure_postgresql(engine: Engine) -> None:
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+        # The pre-ping without the round trip. A server that restarted or shut down has
+        # closed its end, which makes an idle connection's socket readable: read what is
+        # there and see whether the connection survived it. A dead one is refused here and
+        # the pool opens a fresh one, so no request meets it. (A host that vanished without
+        # closing anything is met by the query, answered 503, and the pool is renewed.)
+        if _connection_is_dead(dbapi_connection):
+            raise sa_exc.DisconnectionError()
+
     @event.listens_for(engine, "handle_error")
     def _on_error(context: Any) -> None:
         # A server shutting down or restarting (57P01 and friends) is a lost connection too,
@@ -94,6 +167,19 @@ def _configure_sqlite(engine: Engine) -> None:
         # reads and then writes fails at once with "database is locked" when another writer
         # committed in between; an immediate one waits its turn (busy_timeout) instead.
         connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _connection_is_dead(connection: psycopg.Connection) -> bool:
+    if connection.closed or connection.broken:
+        return True
+    pgconn = connection.pgconn
+    try:
+        readable, _, _ = select.select([pgconn.socket], [], [], 0)
+        if readable:
+            pgconn.consume_input()
+    except (OSError, ValueError, psycopg.Error):
+        return True
+    return pgconn.status != psycopg.pq.ConnStatus.OK
 
 
 def is_unavailable(error: BaseException) -> bool:

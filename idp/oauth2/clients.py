@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from authlib.oauth2.rfc6749 import ClientMixin
-from sqlalchemy import Row
 
 from idp import audit
 from idp.services import clients as client_service
@@ -17,7 +16,7 @@ class Client(ClientMixin):
     """A client as Authlib needs it. Confidential clients wrap a row; the API client is public."""
 
     def __init__(
-        self, client_id: str, grant_types: set[str], scope: str, row: Row[Any] | None = None
+        self, client_id: str, grant_types: set[str], scope: str, row: Any | None = None
     ) -> None:
         self.client_id = client_id
         self.grant_types = grant_types
@@ -25,7 +24,7 @@ class Client(ClientMixin):
         self.row = row
 
     @classmethod
-    def from_row(cls, row: Row[Any]) -> Client:
+    def from_row(cls, row: Any) -> Client:
         return cls(row.client_id, set(row.grant_types.split()), row.scope, row)
 
     @property

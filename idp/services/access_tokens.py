@@ -19,8 +19,9 @@ from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwt import JWTClaimsRegistry
 from sqlalchemy import bindparam, exists, select
+from sqlalchemy.exc import SQLAlchemyError
 
-from idp.database import read_one
+from idp.database import is_unavailable, read_one
 from idp.errors import InvalidAccessToken
 from idp.models import OAuthClient, RefreshSession, RevokedAccessToken, User
 from idp.services.keys import ALGORITHM, KeyStore
@@ -154,14 +155,21 @@ class AccessTokenService:
     def verify(self, token: str, now: datetime) -> AccessToken:
         """Decode the token, then check it against revocation and the account or client.
 
-        One Core query per token (no ORM objects on this hot path): the denylist, and the
-        user with the token's session, or the client. Nothing is cached between requests, so
-        a revocation made anywhere is seen on the next request.
+        One query per token (no ORM objects on this hot path): the denylist, and the user with
+        the token's session, or the client. Nothing is cached between requests, so a revocation
+        made anywhere is seen on the next request.
         """
         claims = self.decode(token, now)
-        # A fast refusal for revoked tokens; a miss proves nothing, the database decides.
-        if self.revocations.refuses(claims):
-            raise InvalidAccessToken()
+        try:
+            return self._check_standing(claims)
+        except SQLAlchemyError as exc:
+            # The database cannot answer. Redis may still know the token was revoked: then the
+            # answer is a definite no (401) instead of "try later" (503). It never says yes.
+            if is_unavailable(exc) and self.revocations.refuses(claims):
+                raise InvalidAccessToken() from exc
+            raise
+
+    def _check_standing(self, claims: dict[str, Any]) -> AccessToken:
         scopes = frozenset(claims.get("scope", "").split())
         if "sid" not in claims:
             client = read_one(

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, bindparam, select
+from sqlalchemy import bindparam, select
 
 from idp.database import read_one
 from idp.extensions import db
@@ -72,7 +72,7 @@ def list_clients() -> list[OAuthClient]:
     )
 
 
-def find_client(client_id: str) -> Row[Any] | None:
+def find_client(client_id: str) -> Any | None:
     """Return a live client's id, secret digest, grant types and scope (a read-only row)."""
     if not _plausible_id(client_id):
         return None
@@ -93,9 +93,9 @@ class RecentClients:
 
     def __init__(self, ttl: float) -> None:
         self.ttl = ttl
-        self._rows: dict[str, tuple[float, Row[Any]]] = {}
+        self._rows: dict[str, tuple[float, Any]] = {}
 
-    def find(self, client_id: str) -> Row[Any] | None:
+    def find(self, client_id: str) -> Any | None:
         """Return the live client, from memory if it was read less than `ttl` seconds ago."""
         now = time.monotonic()
         remembered = self._rows.get(client_id) if isinstance(client_id, str) else None
@@ -126,7 +126,7 @@ _LIVE_CLIENT = select(
 ).where(_clients.c.client_id == bindparam("client_id"), _clients.c.deleted_at.is_(None))
 
 
-def check_client_secret(client: Row[Any], secret: str) -> bool:
+def check_client_secret(client: Any, secret: str) -> bool:
     """Compare a presented secret with the stored digest in constant time."""
     return isinstance(secret, str) and digest_matches(secret, client.client_secret_hash)
 

@@ -1,9 +1,11 @@
-"""A Redis copy of recent revocations, shared by every worker and instance.
+"""A Redis copy of recent revocations, for when the database cannot answer.
 
-The database is the source of truth and is always consulted for a token the cache does not
-refuse. The cache can only ever say "revoked": a hit refuses a token without a database round
-trip (a replayed, logged-out token costs one Redis read), a miss proves nothing. So a Redis that
-restarts, is flushed, or is down can make refusals slower, never make a revoked token valid.
+The database is the source of truth and answers every verification while it is up: one query
+already covers the denylist, the session and the user, so asking Redis first would only add a
+round trip (measured: it cost more than it saved; README "Benchmarks"). While the database is
+unreachable, Redis still knows which tokens, sessions and users were revoked: a token it knows
+is refused with a definite 401 instead of a 503. It can only ever say "revoked", so a Redis that
+restarts, is flushed, or is down can never make a revoked token valid.
 
 Entries are written after the revocation commits, and live as long as an access token minted
 before the revocation could: after that, `exp` refuses the token by itself.

@@ -24,6 +24,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -133,11 +134,19 @@ class SQLSpy:
 
 
 @pytest.fixture
-def sql_spy(app: Flask) -> Iterator[SQLSpy]:
+def sql_spy(app: Flask, monkeypatch: pytest.MonkeyPatch) -> Iterator[SQLSpy]:
     spy = SQLSpy()
     with app.app_context():
         engine = db.engine
     event.listen(engine, "before_cursor_execute", spy)
+    # Hot-path reads go to psycopg directly on PostgreSQL (idp.database.read_one).
+    execute = psycopg.Cursor.execute
+
+    def spied_execute(cursor: Any, query: Any, params: Any = None, **kwargs: Any) -> Any:
+        spy(None, cursor, query, params)
+        return execute(cursor, query, params, **kwargs)
+
+    monkeypatch.setattr(psycopg.Cursor, "execute", spied_execute)
     yield spy
     event.remove(engine, "before_cursor_execute", spy)
 

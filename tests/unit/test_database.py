@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import time
 from pathlib import Path
 
 import psycopg
 import pytest
 from psycopg import errors as pg_errors
 from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import make_url
 
-from idp import config
+from idp import config, database
 from idp.database import is_unavailable
 from idp.errors import ServiceUnavailable
 
@@ -105,7 +108,7 @@ def test_postgresql_connections_are_time_bounded(tmp_path):
         str(tmp_path), environ={}, overrides={"IDP_DATABASE_URL": "postgresql+psycopg://db/idp"}
     )
     options = config.flask_config(settings)["SQLALCHEMY_ENGINE_OPTIONS"]
-    assert options["pool_pre_ping"] is True
+    assert options["pool_pre_ping"] is False  # the socket check below replaces it
     assert options["hide_parameters"] is True
     assert options["connect_args"] == {"connect_timeout": config.DB_CONNECT_TIMEOUT}
     assert options["pool_timeout"] == config.DB_POOL_TIMEOUT
@@ -116,3 +119,18 @@ def test_sqlite_keeps_its_lock_wait(tmp_path):
     settings = config.load_settings(str(tmp_path), environ={})
     options = config.flask_config(settings)["SQLALCHEMY_ENGINE_OPTIONS"]
     assert options == {"connect_args": {"timeout": 30}, "hide_parameters": True}
+
+
+def test_a_pooled_connection_whose_server_ended_it_is_told_dead_without_a_round_trip():
+    """What replaces the pre-ping: a look at the socket (README "Databases")."""
+    url = os.environ.get("IDP_TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1/test")
+    dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(dsn, autocommit=True) as admin, psycopg.connect(dsn) as pooled:
+        assert database._connection_is_dead(pooled) is False
+        pid = pooled.info.backend_pid
+        admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        deadline = time.monotonic() + 5
+        while not database._connection_is_dead(pooled):
+            assert time.monotonic() < deadline, "a terminated connection still looks alive"
+            time.sleep(0.05)
+    assert database._connection_is_dead(pooled) is True  # closed
