@@ -1,0 +1,315 @@
+"""The benchmark's command line and its phases: prepare, measure, restart for Keycloak, report."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import redis
+import requests
+from sqlalchemy.engine import make_url
+
+from tests.benchmarks import report
+from tests.benchmarks.micro import Micro, argon2_verify_rate, rs256_rates
+from tests.benchmarks.params import DEFAULT_ARGON2, KEYCLOAK_ARGON2, PASSWORD
+from tests.benchmarks.runner import MIB, Measurement, measure
+from tests.benchmarks.scenarios import BY_NAME, SCENARIOS, Fixtures, Scenario
+from tests.benchmarks.seed import Seeded, login_access_tokens, seed, set_password_hashes
+from tests.benchmarks.server import (
+    ROOT,
+    Gunicorn,
+    create_database,
+    flask_cli,
+    free_port,
+    production_env,
+    stop_all,
+)
+from tests.benchmarks.wrk import wrk_available
+
+HISTORY = Path(__file__).resolve().parent / "history.jsonl"
+DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/15"
+ACCESS_TOKENS = 4  # users logged in over HTTP for verify-token and introspect
+BUDGET_SECONDS = 180
+_STARTED = time.monotonic()
+
+Measured = list[tuple[Scenario, Measurement]]
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Benchmark idp under gunicorn with production settings, loaded by wrk."
+    )
+    parser.add_argument("--database", choices=("postgresql", "sqlite"), default="postgresql")
+    parser.add_argument(
+        "--postgres-url",
+        default=os.environ.get("IDP_BENCH_POSTGRES_URL", DEFAULT_POSTGRES_URL),
+        help="a database on the server where idp_bench_<random> is created (and dropped)",
+    )
+    parser.add_argument(
+        "--redis-url",
+        default=DEFAULT_REDIS_URL,
+        help="IDP_REDIS_URL, used if it answers; '' for none",
+    )
+    parser.add_argument(
+        "--scenarios",
+        default=",".join(s.name for s in SCENARIOS),
+        help="comma-separated, from: " + ", ".join(s.name for s in SCENARIOS),
+    )
+    parser.add_argument("--duration", type=int, default=8, help="measured seconds per scenario")
+    parser.add_argument("--warmup", type=int, default=2, help="warm-up seconds per scenario")
+    parser.add_argument(
+        "--micro-duration", type=float, default=3.0, help="seconds per Argon2 micro-benchmark"
+    )
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--wrk-threads", type=int, default=2)
+    parser.add_argument(
+        "--gunicorn-args", default="", help="extra gunicorn flags (GUNICORN_CMD_ARGS)"
+    )
+    parser.add_argument("--users", type=int, default=1000)
+    parser.add_argument("--refresh-pool", type=int, default=10_000)
+    parser.add_argument(
+        "--enforce",
+        action="store_true",
+        help="exit 1 when a scenario stays below 0.9 x its target on a second try",
+    )
+    parser.add_argument("--json", type=Path, help="also write the summary to this file")
+    parser.add_argument("--history", type=Path, default=HISTORY, help="JSON lines to append to")
+    parser.add_argument("--no-history", action="store_true")
+    args = parser.parse_args(argv)
+    names = [name.strip() for name in args.scenarios.split(",") if name.strip()]
+    unknown = [name for name in names if name not in BY_NAME]
+    if unknown:
+        parser.error(f"unknown scenarios: {', '.join(unknown)}")
+    args.selected = [s for s in SCENARIOS if s.name in names]
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if not wrk_available():
+        print("wrk is not installed (apt-get install wrk)", file=sys.stderr)
+        return 2
+    _stop_on_signals()
+    with tempfile.TemporaryDirectory(prefix="idp-bench-") as folder:
+        database = create_database(args.database, args.postgres_url, Path(folder))
+        try:
+            results = Bench(args, Path(folder), database.url).run()
+        finally:
+            stop_all()
+            database.drop()
+    print(results.markdown())
+    print(f"\nWhole run: {results.meta['wall_seconds']:.0f} s (budget {BUDGET_SECONDS} s)")
+    summary = results.as_dict()
+    if not args.no_history:
+        report.append_history(args.history, summary)
+    if args.json:
+        args.json.write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
+    return 1 if args.enforce and results.far_off else 0
+
+
+class Bench:
+    """One run against one fresh database."""
+
+    def __init__(self, args: argparse.Namespace, workdir: Path, database_url: str) -> None:
+        self.args = args
+        self.selected: list[Scenario] = args.selected
+        self.workdir = workdir
+        self.database_url = database_url
+        self.database_name = make_url(database_url).database if args.database != "sqlite" else None
+        self.keys_dir = workdir / "keys"
+        port = free_port()
+        self.env = production_env(
+            port=port,
+            database_url=database_url,
+            keys_dir=self.keys_dir,
+            redis_url=_reachable_redis(args.redis_url),
+            argon2=DEFAULT_ARGON2,
+            workers=args.workers,
+            gunicorn_args=args.gunicorn_args,
+        )
+        self.server = Gunicorn(self.env, port, args.workers, workdir / "gunicorn.log")
+
+    def run(self) -> report.Results:
+        seeded = self._prepare()
+        micro = self._micro()
+        _log(f"starting gunicorn ({self.args.workers} workers) on {self.server.url}")
+        self.server.start()
+        idle_rss_mib = [round(rss / MIB, 1) for rss in self.server.worker_rss().values()]
+        idle_uss_mib = [round(uss / MIB, 1) for uss in self.server.worker_uss().values()]
+        fixtures = Fixtures(
+            folder=self.workdir,
+            emails=seeded.emails,
+            password=PASSWORD,
+            access_tokens=login_access_tokens(self.server.url, seeded.emails, ACCESS_TOKENS),
+            client_auth=seeded.client.basic_auth(),
+            jwks_etag=_jwks_etag(self.server.url),
+            refresh_pool=seeded.refresh_pool,
+        )
+        run_one = self._runner(fixtures)
+        measured = self._measure_default_parameters(run_one)
+        baseline = _baseline(measured, micro, self.args.workers, sum(idle_rss_mib))
+        evaluations = self._evaluate(measured, baseline, run_one)
+        keycloak = [s for s in self.selected if s.keycloak]
+        if keycloak:
+            self.server.stop()
+            _log(f"restarting with Keycloak's Argon2 ({KEYCLOAK_ARGON2.label()}), new hashes")
+            set_password_hashes(self.database_url, KEYCLOAK_ARGON2)
+            self.server.env = {**self.env, **KEYCLOAK_ARGON2.env()}
+            self.server.start()
+            measured = [(s, run_one(s)) for s in keycloak]
+            evaluations += self._evaluate(measured, baseline, run_one)
+        self.server.stop()
+        return report.Results(self._meta(), evaluations, micro, idle_rss_mib, idle_uss_mib)
+
+    def _prepare(self) -> Seeded:
+        name = self.database_url.rsplit("/", 1)[-1]
+        _log(f"database {name}: migrating, creating a signing key")
+        flask_cli(self.env, ("db", "upgrade"), ("keys", "rotate"))
+        pool = self.args.refresh_pool if BY_NAME["refresh"] in self.selected else 0
+        _log(f"seeding {self.args.users} users, a client, {pool} refresh tokens")
+        return seed(self.database_url, self.args.users, pool, DEFAULT_ARGON2)
+
+    def _micro(self) -> Micro:
+        """Raw rates on the machine before the server starts: Argon2 one process per core."""
+        cores = os.cpu_count() or 1
+        seconds = self.args.micro_duration
+        argon2 = keycloak = None
+        if any(s.login for s in self.selected):
+            _log(f"micro: Argon2 verify ({DEFAULT_ARGON2.label()}), {cores} processes")
+            argon2 = argon2_verify_rate(DEFAULT_ARGON2, cores, seconds)
+        if any(s.keycloak for s in self.selected):
+            _log(f"micro: Argon2 verify ({KEYCLOAK_ARGON2.label()}), {cores} processes")
+            # Cheaper hashes: fewer seconds give as many verifies.
+            keycloak = argon2_verify_rate(KEYCLOAK_ARGON2, cores, seconds * 2 / 3)
+        _log("micro: RS256 sign and verify")
+        return Micro(rs256_rates(self.keys_dir, seconds / 3), argon2, keycloak)
+
+    def _runner(self, fixtures: Fixtures) -> Callable[[Scenario], Measurement]:
+        def run_one(scenario: Scenario) -> Measurement:
+            _log(
+                f"{scenario.name}: {scenario.method} {scenario.path}, {scenario.connections} conns"
+            )
+            return measure(
+                self.server,
+                scenario,
+                fixtures,
+                warmup=self.args.warmup,
+                duration=self.args.duration,
+                threads=self.args.wrk_threads,
+                database_name=self.database_name,
+            )
+
+        return run_one
+
+    def _measure_default_parameters(self, run_one: Callable[[Scenario], Measurement]) -> Measured:
+        """Every scenario but Keycloak's, between a first and a last run of hello."""
+        others = [s for s in self.selected if not s.keycloak and s.name != "hello"]
+        if not any(not s.hashes_password for s in self.selected):
+            return [(s, run_one(s)) for s in others]  # no ratio to hello needed
+        hello = BY_NAME["hello"]
+        measured = [(hello, run_one(hello))]
+        measured += [(s, run_one(s)) for s in others]
+        last = dataclasses.replace(run_one(hello), scenario="hello (last)")
+        return [*measured, (hello, last)]
+
+    def _evaluate(
+        self,
+        measured: Measured,
+        baseline: report.Baseline,
+        run_one: Callable[[Scenario], Measurement],
+    ) -> list[report.Evaluation]:
+        """Evaluate each measurement; with --enforce, measure a far-off scenario once more."""
+        evaluations = []
+        for scenario, m in measured:
+            evaluation = report.evaluate(scenario, m, baseline)
+            if self.args.enforce and evaluation.far_off:
+                _log(f"{m.scenario}: far from its target, measuring once more")
+                retry = dataclasses.replace(run_one(scenario), scenario=m.scenario)
+                evaluation = report.evaluate(scenario, retry, baseline)
+            evaluations.append(evaluation)
+        return evaluations
+
+    def _meta(self) -> dict[str, Any]:
+        commit, dirty = _git_state()
+        return {
+            "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
+            "commit": commit,
+            "dirty": dirty,
+            "cores": os.cpu_count(),
+            "workers": self.args.workers,
+            "database": self.args.database,
+            "redis": "IDP_REDIS_URL" in self.env,
+            "argon2": DEFAULT_ARGON2.label(),
+            "duration_s": self.args.duration,
+            "warmup_s": self.args.warmup,
+            "wall_seconds": round(time.monotonic() - _STARTED, 1),
+        }
+
+
+def _baseline(
+    measured: Measured, micro: Micro, workers: int, idle_workers_rss_mib: float
+) -> report.Baseline:
+    """hello's first and last runs averaged, and the raw Argon2 rates."""
+    hellos = [m for s, m in measured if s.name == "hello"]
+    count = len(hellos) or 1
+    return report.Baseline(
+        hello_rps=sum(m.requests_per_second for m in hellos) / count,
+        hello_per_cpu=sum(m.per_cpu_second for m in hellos) / count,
+        argon2=micro.argon2,
+        keycloak_argon2=micro.argon2_keycloak,
+        workers=workers,
+        idle_workers_rss_mib=idle_workers_rss_mib,
+    )
+
+
+def _reachable_redis(url: str) -> str | None:
+    if not url:
+        return None
+    try:
+        redis.Redis.from_url(url, socket_timeout=1).ping()
+    except redis.RedisError as exc:
+        _log(f"Redis at {url} does not answer ({exc}); running without IDP_REDIS_URL")
+        return None
+    return url
+
+
+def _jwks_etag(base_url: str) -> str:
+    response = requests.get(f"{base_url}/.well-known/jwks.json", timeout=5)
+    response.raise_for_status()
+    return response.headers["ETag"].strip('"')
+
+
+def _git_state() -> tuple[str, bool]:
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=False)
+        return done.stdout.strip() if done.returncode == 0 else ""
+
+    commit = git("rev-parse", "HEAD") or "unknown"
+    return commit, bool(git("status", "--porcelain", "--untracked-files=no"))
+
+
+def _stop_on_signals() -> None:
+    """Turn SIGTERM and SIGHUP into SystemExit, so that `finally` stops the server."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise SystemExit(128 + signum)
+
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, handler)
+
+
+def _log(message: str) -> None:
+    print(f"[{time.monotonic() - _STARTED:6.1f}s] {message}", file=sys.stderr, flush=True)

@@ -1,0 +1,301 @@
+"""Targets, pass/miss, the Markdown table and the history file."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tests.benchmarks.micro import Argon2Rate, Micro
+from tests.benchmarks.runner import Measurement
+from tests.benchmarks.scenarios import (
+    IDLE_WORKER_RSS_MIB,
+    KEYCLOAK_LOGINS_PER_CPU_SECOND,
+    LOGIN_CPU_RATIO,
+    LOGIN_RATE_RATIO,
+    LOGIN_RSS_MARGIN_MIB,
+    P99_MAX_MS,
+    P99_MAX_OVER_P50,
+    Scenario,
+)
+
+# --enforce fails only when a value stays this far from its target on a second try.
+ENFORCE_TOLERANCE = 0.9
+# Other processes using more than this share of the machine during a window make it unreliable.
+NOISE_SHARE = 0.05
+
+
+@dataclass(frozen=True)
+class Check:
+    what: str
+    value: float
+    target: float
+    at_least: bool  # True: pass when value >= target; False: pass when value <= target
+
+    @property
+    def passed(self) -> bool:
+        return self.value >= self.target if self.at_least else self.value <= self.target
+
+    @property
+    def far_off(self) -> bool:
+        """Missed by more than the tolerance: what --enforce fails on."""
+        if self.at_least:
+            return self.value < self.target * ENFORCE_TOLERANCE
+        return self.value > self.target / ENFORCE_TOLERANCE
+
+    def describe(self) -> str:
+        sign = "≥" if self.at_least else "≤"
+        verdict = "pass" if self.passed else "MISS"
+        return f"{self.what} {_num(self.value)} ({sign} {_num(self.target)}): {verdict}"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "what": self.what,
+            "value": round(self.value, 3),
+            "target": self.target,
+            "at_least": self.at_least,
+            "passed": self.passed,
+        }
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """What scenarios are compared with."""
+
+    hello_rps: float
+    hello_per_cpu: float
+    argon2: Argon2Rate | None
+    keycloak_argon2: Argon2Rate | None
+    workers: int
+    idle_workers_rss_mib: float  # all workers together, before any load
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    scenario: Scenario
+    measurement: Measurement
+    ratio_rps: float | None
+    ratio_cpu: float | None
+    throughput: list[Check]
+    latency: list[Check]
+    errors: Check
+
+    @property
+    def checks(self) -> list[Check]:
+        return [*self.throughput, *self.latency, self.errors]
+
+    @property
+    def passed(self) -> bool:
+        return all(check.passed for check in self.checks)
+
+    @property
+    def far_off(self) -> bool:
+        return any(check.far_off for check in self.checks)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            **self.measurement.as_dict(),
+            "ratio_rps": _round(self.ratio_rps),
+            "ratio_cpu": _round(self.ratio_cpu),
+            "target": target_text(self.scenario),
+            "checks": [check.as_dict() for check in self.checks],
+            "passed": self.passed,
+        }
+
+
+def evaluate(scenario: Scenario, m: Measurement, base: Baseline) -> Evaluation:
+    """Compare one measurement with its targets."""
+    throughput: list[Check] = []
+    latency: list[Check] = []
+    ratio_rps = ratio_cpu = None
+    if scenario.login:
+        raw = base.argon2
+        assert raw is not None, "login needs the raw Argon2 rate"
+        ratio_rps = m.requests_per_second / raw.per_second
+        ratio_cpu = m.per_cpu_second / raw.per_cpu_second
+        growth = (m.peak_workers_rss_mib or 0.0) - base.idle_workers_rss_mib
+        bound = base.workers * (raw.params.memory_mib + LOGIN_RSS_MARGIN_MIB)
+        throughput = [
+            Check("req/s ÷ raw Argon2 verifies/s", ratio_rps, LOGIN_RATE_RATIO, True),
+            Check("per CPU-s ÷ raw verifies per CPU-s", ratio_cpu, LOGIN_CPU_RATIO, True),
+            Check("workers' RSS growth under login MiB", growth, bound, False),
+        ]
+    elif scenario.keycloak:
+        if base.keycloak_argon2 is not None:
+            ratio_rps = m.requests_per_second / base.keycloak_argon2.per_second
+            ratio_cpu = m.per_cpu_second / base.keycloak_argon2.per_cpu_second
+        throughput = [
+            Check("logins per CPU-s", m.per_cpu_second, KEYCLOAK_LOGINS_PER_CPU_SECOND, True)
+        ]
+    else:
+        ratio_rps = m.requests_per_second / base.hello_rps
+        ratio_cpu = m.per_cpu_second / base.hello_per_cpu
+        if scenario.hello_ratio is not None:
+            throughput = [Check("per CPU-s ÷ hello's", ratio_cpu, scenario.hello_ratio, True)]
+        p99_over_p50 = m.p99_ms / m.p50_ms if m.p50_ms else 0.0
+        latency = [
+            Check("p99 ms", m.p99_ms, P99_MAX_MS, False),
+            Check("p99 ÷ p50", p99_over_p50, P99_MAX_OVER_P50, False),
+        ]
+    errors = Check("errors (non-2xx, socket, pool dry)", m.errors, 0, False)
+    return Evaluation(scenario, m, ratio_rps, ratio_cpu, throughput, latency, errors)
+
+
+def target_text(scenario: Scenario) -> str:
+    if scenario.login:
+        return f"≥{LOGIN_RATE_RATIO:.2f}x raw req/s, ≥{LOGIN_CPU_RATIO:.2f}x per CPU-s"
+    if scenario.keycloak:
+        return f"≥{KEYCLOAK_LOGINS_PER_CPU_SECOND:.0f} per CPU-s"
+    if scenario.hello_ratio is None:
+        return "(denominator)"
+    return f"≥{scenario.hello_ratio:.2f}x hello per CPU-s"
+
+
+@dataclass(frozen=True)
+class Results:
+    """One run: what it ran on, every evaluated scenario, the micro-benchmarks, idle memory."""
+
+    meta: dict[str, Any]
+    evaluations: list[Evaluation]
+    micro: Micro
+    idle_rss_mib: list[float]
+    idle_uss_mib: list[float]  # private memory: RSS less the pages shared with the master
+
+    @property
+    def memory(self) -> Check:
+        largest = max(self.idle_rss_mib, default=0.0)
+        return Check("idle worker RSS MiB (largest)", largest, IDLE_WORKER_RSS_MIB, False)
+
+    @property
+    def far_off(self) -> bool:
+        return self.memory.far_off or any(ev.far_off for ev in self.evaluations)
+
+    def misses(self) -> list[str]:
+        found = [
+            f"{ev.measurement.scenario}: {check.describe()}"
+            for ev in self.evaluations
+            for check in ev.checks
+            if not check.passed
+        ]
+        if not self.memory.passed:
+            found.append(f"memory: {self.memory.describe()}")
+        return found
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            **self.meta,
+            "micro": self.micro.as_dict(),
+            "memory": {
+                "idle_worker_rss_mib": self.idle_rss_mib,
+                "idle_worker_uss_mib": self.idle_uss_mib,
+                "check": self.memory.as_dict(),
+            },
+            "scenarios": [ev.as_dict() for ev in self.evaluations],
+            "misses": self.misses(),
+        }
+
+    def markdown(self) -> str:
+        """The report: scenarios, micro-benchmarks, memory, noise, and every miss."""
+        meta = self.meta
+        lines = [
+            f"## idp benchmark, {meta['timestamp']}, commit {meta['commit'][:12]}"
+            f"{' (dirty)' if meta['dirty'] else ''}",
+            "",
+            f"{meta['cores']} cores, {meta['workers']} gunicorn workers, {meta['database']}, "
+            f"Argon2 {meta['argon2']}; {meta['warmup_s']} s warm-up + {meta['duration_s']} s "
+            "measured per scenario. Ratios are to hello for the endpoints that do not hash a "
+            "password, to raw Argon2 verifies for logins. CPU: the server's (master and workers); "
+            "DB is PostgreSQL's backends and Redis, other is everything else on the machine.",
+            "",
+            "| scenario | conns | req/s | p50 ms | p90 ms | p99 ms | non-2xx | server CPU s "
+            "| req/CPU-s | ratio req/s | ratio per CPU-s | target | result | latency "
+            "| DB / wrk / other CPU s |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---|---|",
+            *[_row(ev) for ev in self.evaluations],
+            "",
+            "Micro-benchmarks (in-process, before the server starts):",
+            "",
+        ]
+        for rate in (self.micro.argon2, self.micro.argon2_keycloak):
+            if rate is not None:
+                lines.append(
+                    f"- Argon2 verify ({rate.params.label()}), {rate.processes} processes: "
+                    f"{rate.per_second:.1f}/s in all, {rate.per_cpu_second:.1f} per CPU-s"
+                )
+        rs256 = self.micro.rs256
+        lines += [
+            f"- RS256 with the server's key, one process: sign {rs256.sign_per_second:.0f}/s, "
+            f"verify {rs256.verify_per_second:.0f}/s",
+            "",
+            "Memory: idle worker RSS "
+            + ", ".join(f"{v:.1f}" for v in self.idle_rss_mib)
+            + " MiB (of which private: "
+            + ", ".join(f"{v:.1f}" for v in self.idle_uss_mib)
+            + f" MiB); {self.memory.describe()}",
+        ]
+        login = next((ev for ev in self.evaluations if ev.scenario.login), None)
+        if login is not None:
+            m = login.measurement
+            lines.append(
+                f"Under login load: workers' peak RSS {m.peak_workers_rss_mib} MiB in all, "
+                f"{m.peak_worker_rss_mib} MiB the largest worker."
+            )
+        noise_limit = NOISE_SHARE * meta["duration_s"] * meta["cores"]
+        noisy = [ev.measurement for ev in self.evaluations]
+        noisy = [m for m in noisy if m.other_cpu_seconds > noise_limit]
+        if noisy:
+            lines.append(
+                "Noise: other processes on the machine used "
+                + ", ".join(f"{m.other_cpu_seconds:.1f} CPU-s during {m.scenario}" for m in noisy)
+                + "; rates measured then are low and less repeatable."
+            )
+        misses = self.misses()
+        lines += ["", "Misses:" if misses else "Misses: none", *[f"- {miss}" for miss in misses]]
+        return "\n".join(lines)
+
+
+def append_history(path: Path, summary: dict[str, Any]) -> None:
+    """Append one JSON line to the history file."""
+    with path.open("a") as handle:
+        handle.write(json.dumps(summary, ensure_ascii=False, sort_keys=True) + "\n")
+
+
+def _row(ev: Evaluation) -> str:
+    m = ev.measurement
+    errors = f"{m.non_2xx}" + (f" (+{m.socket_errors} socket)" if m.socket_errors else "")
+    if m.pool_dry:
+        errors += " (pool dry)"
+    return (
+        f"| {m.scenario} | {m.connections} | {m.requests_per_second:.0f} | {m.p50_ms:.1f} "
+        f"| {m.p90_ms:.1f} | {m.p99_ms:.1f} | {errors} | {m.cpu_seconds:.2f} "
+        f"| {m.per_cpu_second:.0f} | {_num(ev.ratio_rps)} | {_num(ev.ratio_cpu)} "
+        f"| {target_text(ev.scenario)} | {_verdict([*ev.throughput, ev.errors])} "
+        f"| {_latency_verdict(ev)} "
+        f"| {m.db_cpu_seconds:.2f} / {m.wrk_cpu_seconds:.2f} / {m.other_cpu_seconds:.2f} |"
+    )
+
+
+def _verdict(checks: list[Check]) -> str:
+    failed = [check for check in checks if not check.passed]
+    return "pass" if not failed else "MISS"
+
+
+def _latency_verdict(ev: Evaluation) -> str:
+    if not ev.latency:
+        return "—"
+    if all(check.passed for check in ev.latency):
+        return "pass"
+    return "MISS (" + ", ".join(c.what for c in ev.latency if not c.passed) + ")"
+
+
+def _num(value: float | None) -> str:
+    if value is None:
+        return "—"
+    if abs(value) >= 100:
+        return f"{value:.0f}"
+    return f"{value:.2f}"
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)

@@ -1,0 +1,121 @@
+"""The scenarios: which request, from which Lua script, at how many connections, against what.
+
+Targets are ratios of requests per server-CPU-second to `hello`'s (GET /healthz, the cheapest
+answer through the whole middleware stack), except for the Argon2-bound logins.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.benchmarks.seed import RefreshPool
+
+CONNECTIONS = 16  # every endpoint that does not hash a password
+LOGIN_CONNECTIONS = 4  # two per worker saturates Argon2 on two cores
+
+# Latency at CONNECTIONS for every endpoint that does not hash a password.
+P99_MAX_MS = 15.0
+P99_MAX_OVER_P50 = 3.0
+# Login against the raw Argon2 verify rate at the same parameters.
+LOGIN_RATE_RATIO = 0.90  # requests/s over verifies/s of one process per core
+LOGIN_CPU_RATIO = 0.95  # per server-CPU-second over verifies per CPU-second
+# Keycloak's Argon2 parameters (t=5, m=7 MiB, p=1): logins per server-CPU-second.
+KEYCLOAK_LOGINS_PER_CPU_SECOND = 45.0
+# Memory: an idle worker, and what login load adds to the workers (a sync worker hashes one
+# password at a time: one Argon2 buffer each, plus this margin).
+IDLE_WORKER_RSS_MIB = 80.0
+LOGIN_RSS_MARGIN_MIB = 16.0
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    method: str
+    path: str
+    script: str  # in lua/
+    connections: int = CONNECTIONS
+    hello_ratio: float | None = None  # target: per CPU-s at least this times hello's
+    login: bool = False  # Argon2-bound: compared with the raw verify rate instead
+    keycloak: bool = False  # needs the server restarted with Keycloak's Argon2 parameters
+    expect_status: int | None = None  # a non-2xx status that counts as success
+    conditional: bool = False  # send If-None-Match with the current JWKS ETag
+
+    @property
+    def hashes_password(self) -> bool:
+        return self.login or self.keycloak
+
+
+SCENARIOS = [
+    Scenario("hello", "GET", "/healthz", "get.lua"),
+    Scenario("discovery", "GET", "/.well-known/openid-configuration", "get.lua", hello_ratio=0.90),
+    Scenario("jwks", "GET", "/.well-known/jwks.json", "get.lua", hello_ratio=0.90),
+    Scenario(
+        "jwks-304",
+        "GET",
+        "/.well-known/jwks.json",
+        "get.lua",
+        hello_ratio=0.90,
+        expect_status=304,
+        conditional=True,
+    ),
+    Scenario("verify-token", "GET", "/api/v1/auth/verify-token/", "bearer.lua", hello_ratio=0.50),
+    Scenario("introspect", "POST", "/oauth/introspect", "introspect.lua", hello_ratio=0.33),
+    Scenario(
+        "client_credentials", "POST", "/oauth/token", "client_credentials.lua", hello_ratio=0.40
+    ),
+    Scenario("refresh", "POST", "/api/v1/auth/token/refresh/", "refresh.lua", hello_ratio=0.13),
+    Scenario(
+        "login",
+        "POST",
+        "/api/v1/auth/login/",
+        "login.lua",
+        connections=LOGIN_CONNECTIONS,
+        login=True,
+    ),
+    Scenario(
+        "login-keycloak",
+        "POST",
+        "/api/v1/auth/login/",
+        "login.lua",
+        connections=LOGIN_CONNECTIONS,
+        keycloak=True,
+    ),
+]
+BY_NAME = {scenario.name: scenario for scenario in SCENARIOS}
+
+
+@dataclass
+class Fixtures:
+    """What the Lua scripts read: data files in `folder`, client credentials, the JWKS ETag."""
+
+    folder: Path
+    emails: list[str]
+    password: str
+    access_tokens: list[str]
+    client_auth: str
+    jwks_etag: str
+    refresh_pool: RefreshPool
+
+    def env(self, scenario: Scenario) -> dict[str, str]:
+        """The BENCH_* variables of one wrk run of `scenario` (writes its data file)."""
+        env: dict[str, str] = {}
+        if scenario.expect_status is not None:
+            env["BENCH_EXPECT"] = str(scenario.expect_status)
+        if scenario.conditional:
+            env["BENCH_HEADER"] = f'If-None-Match: "{self.jwks_etag}"'
+        if scenario.script == "login.lua":
+            env["BENCH_DATA"] = str(self._write("emails.txt", self.emails))
+            env["BENCH_PASSWORD"] = self.password
+        elif scenario.script in ("bearer.lua", "introspect.lua"):
+            env["BENCH_DATA"] = str(self._write("access-tokens.txt", self.access_tokens))
+        elif scenario.script == "refresh.lua":
+            env["BENCH_DATA"] = str(self.refresh_pool.write(self.folder / "refresh-tokens.txt"))
+        if scenario.script in ("introspect.lua", "client_credentials.lua"):
+            env["BENCH_AUTH"] = self.client_auth
+        return env
+
+    def _write(self, name: str, lines: list[str]) -> Path:
+        path = self.folder / name
+        path.write_text("\n".join(lines) + "\n")
+        return path
