@@ -7,7 +7,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import joinedload
 
 from idp import audit
@@ -75,29 +75,14 @@ class SessionService:
     def rotate(self, raw_refresh_token: str, client_id: str, now: datetime) -> TokenPair:
         """Spend a refresh token and return a new pair; a replayed token ends its session."""
         token_hash = digest(raw_refresh_token)
-        live_sessions = select(RefreshSession.id).where(
-            RefreshSession.revoked_at.is_(None), RefreshSession.client_id == client_id
-        )
         # Spend first, with a single conditional UPDATE: of two racing requests exactly one
         # sees a row change. Writing before reading also keeps SQLite from a stale snapshot.
         spent = db.session.execute(
-            update(RefreshToken)
-            .where(
-                RefreshToken.token_hash == token_hash,
-                RefreshToken.used_at.is_(None),
-                RefreshToken.expires_at > now,
-                RefreshToken.session_id.in_(live_sessions),
-            )
-            .values(used_at=now)
-            .returning(RefreshToken.session_id)
+            _SPEND, {"presented_hash": token_hash, "now": now, "client_id": client_id}
         ).scalar_one_or_none()
         if spent is not None:
             # The session and its user in one query: both are needed for the new pair.
-            session = db.session.scalars(
-                select(RefreshSession)
-                .options(joinedload(RefreshSession.user))
-                .where(RefreshSession.id == spent)
-            ).one()
+            session = db.session.scalars(_SESSION_WITH_USER, {"session_id": spent}).one()
             who = _audit_fields(session, client_id)
             if not session.user.is_active:
                 db.session.rollback()
@@ -221,13 +206,15 @@ class SessionService:
     def _mint(self, session: RefreshSession, user: User, now: datetime) -> TokenPair:
         db.session.flush()  # the session needs its id before a token can point at it
         raw = new_secret()
-        db.session.add(
-            RefreshToken(
-                session_id=session.id,
-                token_hash=digest(raw),
-                created_at=now,
-                expires_at=min(now + self.refresh_ttl, session.created_at + self.max_age),
-            )
+        # A Core INSERT: the row is never read back in this request, so it needs no ORM object.
+        db.session.execute(
+            _INSERT_TOKEN,
+            {
+                "session_id": session.id,
+                "token_hash": digest(raw),
+                "created_at": now,
+                "expires_at": min(now + self.refresh_ttl, session.created_at + self.max_age),
+            },
         )
         issued = self.access_tokens.issue(
             subject=user.public_id,
@@ -239,6 +226,33 @@ class SessionService:
         return TokenPair(
             issued.token, raw, issued.expires_in, session.scope, user, session.public_id
         )
+
+
+# The hot path's statements, built once (building them costs more than running them). The
+# spend is a Core UPDATE: it needs none of the ORM's session synchronisation.
+_tokens = RefreshToken.__table__
+_sessions = RefreshSession.__table__
+_SPEND = (
+    update(_tokens)
+    .where(
+        _tokens.c.token_hash == bindparam("presented_hash"),
+        _tokens.c.used_at.is_(None),
+        _tokens.c.expires_at > bindparam("now"),
+        _tokens.c.session_id.in_(
+            select(_sessions.c.id).where(
+                _sessions.c.revoked_at.is_(None), _sessions.c.client_id == bindparam("client_id")
+            )
+        ),
+    )
+    .values(used_at=bindparam("now"))
+    .returning(_tokens.c.session_id)
+)
+_INSERT_TOKEN = insert(_tokens)
+_SESSION_WITH_USER = (
+    select(RefreshSession)
+    .options(joinedload(RefreshSession.user))
+    .where(RefreshSession.id == bindparam("session_id"))
+)
 
 
 def _audit_fields(session: RefreshSession, client_id: str) -> dict[str, str]:
