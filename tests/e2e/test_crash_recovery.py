@@ -25,7 +25,6 @@ import signal
 import subprocess
 import threading
 import time
-import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -46,13 +45,12 @@ from idp.services.accounts import canonical_email
 from idp.services.mail import PASSWORD_RESET_MAIL, VERIFY_EMAIL_MAIL
 from idp.services.one_time_tokens import PASSWORD_RESET, VERIFY_EMAIL
 from idp.services.outbox import IN_DOUBT_AFTER
+from tests.e2e.api import Api, unique_email
 from tests.e2e.conftest import FRONTEND_URL, REQUEST_TIMEOUT, ROOT, VENV_BIN, Gunicorn, server_env
 from tests.support import Mailbox, ReceivedMail, RefusingMailbox, SMTPServer, free_port
 
 pytestmark = pytest.mark.e2e
 
-API = "/api/v1/auth"
-PASSWORD = "Correct-Horse-7"
 NEW_PASSWORD = "Battery-Staple-42"
 # About 80 ms a hash on a 2-core machine: long enough for a kill to land inside a registration.
 SLOW_ARGON2 = {
@@ -73,53 +71,7 @@ KILL_AFTER = 12
 SUCCESS = {"register": 201, "logout": 200, "reset": 200}
 WORKER_READY_TIMEOUT = 20.0
 SEND_PENDING = ("mail", "send-pending", "--limit", "1000")
-_counter = itertools.count()
 _probes = itertools.count()
-
-
-def unique_email(prefix: str) -> str:
-    return f"{prefix}{next(_counter)}-{uuid.uuid4().hex[:8]}@example.com"
-
-
-class Api:
-    """The /api/v1/auth endpoints of one server, over HTTP; `params` tag a request in the log."""
-
-    def __init__(self, server: Gunicorn) -> None:
-        self.base = server.url
-
-    def post(self, path: str, body: dict[str, Any] | None = None, **kwargs: Any) -> Any:
-        return requests.post(
-            f"{self.base}{API}/{path}/", json=body, timeout=REQUEST_TIMEOUT, **kwargs
-        )
-
-    def register(self, email: str, **kwargs: Any) -> Any:
-        body = {"email": email, "password": PASSWORD, "first_name": "Ada", "last_name": "L"}
-        return self.post("register", body, **kwargs)
-
-    def login(self, email: str, password: str = PASSWORD, **kwargs: Any) -> Any:
-        return self.post("login", {"email": email, "password": password}, **kwargs)
-
-    def logout(self, session: dict[str, Any], **kwargs: Any) -> Any:
-        return self.post(
-            "logout",
-            {"refresh_token": session["refresh_token"]},
-            headers={"Authorization": f"Bearer {session['token']}"},
-            **kwargs,
-        )
-
-    def reset(self, email: str, **kwargs: Any) -> Any:
-        return self.post("password-reset", {"email": email}, **kwargs)
-
-    def refresh(self, refresh_token: str, **kwargs: Any) -> Any:
-        return self.post("token/refresh", {"refresh_token": refresh_token}, **kwargs)
-
-    def verify_token(self, token: str, **kwargs: Any) -> Any:
-        return requests.get(
-            f"{self.base}{API}/verify-token/",
-            headers={"Authorization": f"Bearer {token}"},
-            timeout=REQUEST_TIMEOUT,
-            **kwargs,
-        )
 
 
 # -- a burst of requests, some of which a kill cuts --------------------------------------------

@@ -24,14 +24,14 @@ from flask_migrate import upgrade
 
 from idp import create_app
 from idp.extensions import db
+from tests.e2e.api import PASSWORD, unique_email
+from tests.e2e.api import Api as HttpApi
 from tests.e2e.conftest import Gunicorn, server_env
 from tests.e2e.private_postgres import PrivateCluster
 from tests.support import SMTPServer, free_port
 
 pytestmark = pytest.mark.e2e
 
-API = "/api/v1/auth"
-PASSWORD = "Correct-Horse-7"
 # A request during the outage must not hang: DB_CONNECT_TIMEOUT is 3 s, and a refused
 # connection (the port is closed) fails at once.
 OUTAGE_ANSWER_BOUND = 5.0
@@ -40,11 +40,6 @@ OUTAGE_SECONDS = 3.0
 LOAD_THREADS = 4
 # Longer than any bound above: a request that hangs shows as slow, not as a client timeout.
 CLIENT_TIMEOUT = 20.0
-_counter = itertools.count()
-
-
-def unique_email(prefix: str) -> str:
-    return f"{prefix}{next(_counter)}-{time.time_ns()}@example.com"
 
 
 @dataclass
@@ -63,30 +58,8 @@ class Outcome:
         return self.finished - self.started
 
 
-class Api:
-    def __init__(self, server: Gunicorn) -> None:
-        self.base = server.url
-
-    def register(self, email: str) -> requests.Response:
-        body = {"email": email, "password": PASSWORD, "first_name": "Ada", "last_name": "L"}
-        return requests.post(f"{self.base}{API}/register/", json=body, timeout=CLIENT_TIMEOUT)
-
-    def verify_email(self, token: str) -> requests.Response:
-        return requests.post(
-            f"{self.base}{API}/verify-email/", json={"token": token}, timeout=CLIENT_TIMEOUT
-        )
-
-    def login(self, email: str) -> requests.Response:
-        body = {"email": email, "password": PASSWORD}
-        return requests.post(f"{self.base}{API}/login/", json=body, timeout=CLIENT_TIMEOUT)
-
-    def verify_token(self, token: str, **kwargs: Any) -> requests.Response:
-        return requests.get(
-            f"{self.base}{API}/verify-token/",
-            headers={"Authorization": f"Bearer {token}"},
-            timeout=CLIENT_TIMEOUT,
-            **kwargs,
-        )
+class Api(HttpApi):
+    timeout = CLIENT_TIMEOUT
 
 
 class Load:

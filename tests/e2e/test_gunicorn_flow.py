@@ -10,12 +10,10 @@ from typing import Any
 
 import jwt
 import pytest
-import requests
 
+from tests.e2e.api import PASSWORD, Api, status_is, unique_email
 from tests.e2e.conftest import (
     FRONTEND_URL,
-    REQUEST_TIMEOUT,
-    Gunicorn,
     race,
     rotate_keys,
     spellings_of_one_new_address,
@@ -24,44 +22,7 @@ from tests.support import Mailbox, ReceivedMail, free_port
 
 pytestmark = pytest.mark.e2e
 
-API = "/api/v1/auth"
-PASSWORD = "Correct-Horse-7"
 NEW_PASSWORD = "Battery-Staple-42"
-_counter = itertools.count()
-
-
-def unique_email(prefix: str) -> str:
-    return f"{prefix}{next(_counter)}-{time.time_ns()}@example.com"
-
-
-class Api:
-    """The /api/v1/auth endpoints of one server, over HTTP."""
-
-    def __init__(self, server: Gunicorn) -> None:
-        self.base = server.url
-
-    def post(self, path: str, body: dict[str, Any] | None = None, **kwargs: Any) -> Any:
-        return requests.post(
-            f"{self.base}{API}/{path}/", json=body, timeout=REQUEST_TIMEOUT, **kwargs
-        )
-
-    def register(self, email: str, password: str = PASSWORD) -> Any:
-        body = {"email": email, "password": password, "first_name": "Ada", "last_name": "L"}
-        return self.post("register", body)
-
-    def login(self, email: str, password: str = PASSWORD, **kwargs: Any) -> Any:
-        return self.post("login", {"email": email, "password": password}, **kwargs)
-
-    def verify_token(self, token: str, **kwargs: Any) -> Any:
-        return requests.get(
-            f"{self.base}{API}/verify-token/",
-            headers={"Authorization": f"Bearer {token}"},
-            timeout=REQUEST_TIMEOUT,
-            **kwargs,
-        )
-
-    def jwks(self, **kwargs: Any) -> Any:
-        return requests.get(f"{self.base}/.well-known/jwks.json", timeout=REQUEST_TIMEOUT, **kwargs)
 
 
 def last_mail(mailbox: Mailbox, email: str, count: int) -> ReceivedMail:
@@ -79,13 +40,6 @@ def link_token(mail: ReceivedMail, page: str) -> str:
 
 def kid_of(token: str) -> str:
     return jwt.get_unverified_header(token)["kid"]
-
-
-def status_is(expected: int) -> Any:
-    def check(response: Any) -> None:
-        assert response.status_code == expected, (response.status_code, response.text)
-
-    return check
 
 
 def verify_with_pyjwt(base: str, token: str) -> dict[str, Any]:

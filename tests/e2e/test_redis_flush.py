@@ -14,23 +14,22 @@ from __future__ import annotations
 
 import itertools
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import pytest
 import redis
-import requests
 
 from tests.conftest import REDIS_URL
-from tests.e2e.conftest import REQUEST_TIMEOUT, Gunicorn, server_env
+from tests.e2e.api import PASSWORD, status_is, unique_email
+from tests.e2e.api import Api as HttpApi
+from tests.e2e.conftest import Gunicorn, server_env
 from tests.support import Mailbox, SMTPServer, free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.redis]
 
-API = "/api/v1/auth"
-PASSWORD = "Correct-Horse-7"
 WRONG_PASSWORD = "Wrong-Password-1"
 FLUSHED_DB = 13
 # Low enough to reach in a few requests; the rest is out of the way.
@@ -44,12 +43,7 @@ LIMITS = {
     # Each request below comes from an address of its own unless it probes the address limit.
     "IDP_TRUSTED_PROXIES": "1",
 }
-_counter = itertools.count()
 _addresses = (f"198.51.100.{n % 250 + 1}" for n in itertools.count())
-
-
-def unique_email(prefix: str) -> str:
-    return f"{prefix}{next(_counter)}-{uuid.uuid4().hex[:8]}@example.com"
 
 
 def redis_url_with_db(url: str, index: int) -> str:
@@ -63,36 +57,12 @@ def from_new_address() -> dict[str, str]:
     return {"X-Forwarded-For": next(_addresses)}
 
 
-class Api:
-    def __init__(self, server: Gunicorn) -> None:
-        self.base = server.url
+class Api(HttpApi):
+    """Each request from an address of its own, so that only the per-account limit counts."""
 
     def post(self, path: str, body: dict[str, Any] | None = None, **kwargs: Any) -> Any:
         kwargs.setdefault("headers", from_new_address())
-        return requests.post(
-            f"{self.base}{API}/{path}/", json=body, timeout=REQUEST_TIMEOUT, **kwargs
-        )
-
-    def login(self, email: str, password: str = PASSWORD, **kwargs: Any) -> Any:
-        return self.post("login", {"email": email, "password": password}, **kwargs)
-
-    def refresh(self, refresh_token: str, **kwargs: Any) -> Any:
-        return self.post("token/refresh", {"refresh_token": refresh_token}, **kwargs)
-
-    def verify_token(self, token: str, **kwargs: Any) -> Any:
-        return requests.get(
-            f"{self.base}{API}/verify-token/",
-            headers={"Authorization": f"Bearer {token}"},
-            timeout=REQUEST_TIMEOUT,
-            **kwargs,
-        )
-
-
-def status_is(expected: int) -> Callable[[Any], None]:
-    def check(response: Any) -> None:
-        assert response.status_code == expected, (response.status_code, response.text)
-
-    return check
+        return super().post(path, body, **kwargs)
 
 
 @pytest.fixture

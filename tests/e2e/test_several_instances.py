@@ -17,11 +17,10 @@ from typing import Any
 
 import jwt
 import pytest
-import requests
 
 from tests.conftest import ISSUER, REDIS_URL
+from tests.e2e.api import PASSWORD, Api, status_is, unique_email
 from tests.e2e.conftest import (
-    REQUEST_TIMEOUT,
     Gunicorn,
     race,
     rotate_keys,
@@ -32,49 +31,7 @@ from tests.support import Mailbox, SMTPServer, free_port
 
 pytestmark = [pytest.mark.e2e]
 
-API = "/api/v1/auth"
-PASSWORD = "Correct-Horse-7"
-_counter = itertools.count()
 _probes = itertools.count()
-
-
-def unique_email(prefix: str) -> str:
-    return f"{prefix}{next(_counter)}-{time.time_ns()}@example.com"
-
-
-class Api:
-    """The /api/v1/auth endpoints of one instance, over HTTP."""
-
-    def __init__(self, server: Gunicorn) -> None:
-        self.server = server
-        self.base = server.url
-
-    def post(self, path: str, body: dict[str, Any] | None = None, **kwargs: Any) -> Any:
-        return requests.post(
-            f"{self.base}{API}/{path}/", json=body, timeout=REQUEST_TIMEOUT, **kwargs
-        )
-
-    def register(self, email: str, **kwargs: Any) -> Any:
-        body = {"email": email, "password": PASSWORD, "first_name": "Ada", "last_name": "L"}
-        return self.post("register", body, **kwargs)
-
-    def login(self, email: str, password: str = PASSWORD, **kwargs: Any) -> Any:
-        return self.post("login", {"email": email, "password": password}, **kwargs)
-
-    def verify_token(self, token: str, **kwargs: Any) -> Any:
-        return requests.get(
-            f"{self.base}{API}/verify-token/",
-            headers={"Authorization": f"Bearer {token}"},
-            timeout=REQUEST_TIMEOUT,
-            **kwargs,
-        )
-
-
-def status_is(expected: int) -> Callable[[Any], None]:
-    def check(response: Any) -> None:
-        assert response.status_code == expected, (response.status_code, response.text)
-
-    return check
 
 
 def kid_of(token: str) -> str:

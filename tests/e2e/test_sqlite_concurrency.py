@@ -9,11 +9,9 @@ transaction (BEGIN IMMEDIATE) and waits its turn, so a storm of writes must neit
 from __future__ import annotations
 
 import contextlib
-import itertools
 import sqlite3
 import subprocess
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,20 +19,14 @@ from typing import Any
 import pytest
 import requests
 
+from tests.e2e.api import API, PASSWORD, unique_email
 from tests.e2e.conftest import ROOT, VENV_BIN, Gunicorn, server_env
 from tests.support import SMTPServer, free_port
 
 pytestmark = [pytest.mark.e2e]
 
-API = "/api/v1/auth"
-PASSWORD = "Correct-Horse-7"
 WRITERS = 20
 ROUNDS = 3
-_counter = itertools.count()
-
-
-def unique_email(prefix: str) -> str:
-    return f"{prefix}{next(_counter)}-{time.time_ns()}@example.com"
 
 
 @pytest.fixture
