@@ -40,10 +40,6 @@ class RevocationCache:
         self.prefix = f"{prefix}:revoked"
         self.lifetime = lifetime
 
-    @property
-    def enabled(self) -> bool:
-        return self._redis is not None
-
     def token_revoked(self, jti: str, expires_at: int, now: datetime) -> None:
         """Record a denylisted access token until its exp."""
         ttl = max(1, expires_at - int(now.timestamp()))

@@ -276,10 +276,10 @@ def launch(
     yield from _launcher(e2e_database, smtp.port, new_folder)
 
 
-def rotate_keys(env: dict[str, str]) -> str:
-    """Run `flask --app wsgi keys rotate` as an admin would, with a server's settings; new kid."""
-    rotated = subprocess.run(
-        [str(VENV_BIN / "flask"), "--app", "wsgi", "keys", "rotate"],
+def flask_cli(env: dict[str, str], *args: str) -> str:
+    """Run `flask --app wsgi ...` as an operator would, with a server's settings; its stdout."""
+    done = subprocess.run(
+        [str(VENV_BIN / "flask"), "--app", "wsgi", *args],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -287,8 +287,13 @@ def rotate_keys(env: dict[str, str]) -> str:
         timeout=60,
         check=False,
     )
-    assert rotated.returncode == 0, rotated.stderr
-    return rotated.stdout.strip()
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def rotate_keys(env: dict[str, str]) -> str:
+    """Run `flask --app wsgi keys rotate` as an admin would, with a server's settings; new kid."""
+    return flask_cli(env, "keys", "rotate").strip()
 
 
 # -- races -------------------------------------------------------------------------------------

@@ -22,7 +22,6 @@ import itertools
 import os
 import re
 import signal
-import subprocess
 import threading
 import time
 from collections import Counter
@@ -46,7 +45,13 @@ from idp.services.mail import PASSWORD_RESET_MAIL, VERIFY_EMAIL_MAIL
 from idp.services.one_time_tokens import PASSWORD_RESET, VERIFY_EMAIL
 from idp.services.outbox import IN_DOUBT_AFTER
 from tests.e2e.api import Api, unique_email
-from tests.e2e.conftest import FRONTEND_URL, REQUEST_TIMEOUT, ROOT, VENV_BIN, Gunicorn, server_env
+from tests.e2e.conftest import (
+    FRONTEND_URL,
+    REQUEST_TIMEOUT,
+    Gunicorn,
+    flask_cli,
+    server_env,
+)
 from tests.support import Mailbox, ReceivedMail, RefusingMailbox, SMTPServer, free_port
 
 pytestmark = pytest.mark.e2e
@@ -234,21 +239,6 @@ def wait_until_every_worker_serves(server: Gunicorn) -> None:
                 assert response.status_code == 200, response.text
             answered.update(server.served_by(probe) for probe in probes)
             time.sleep(0.05)
-
-
-def flask_cli(env: dict[str, str], *args: str) -> str:
-    """Run `flask --app wsgi ...` as an operator would, with a server's settings; its stdout."""
-    done = subprocess.run(
-        [str(VENV_BIN / "flask"), "--app", "wsgi", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    return done.stdout
 
 
 def mail_status(env: dict[str, str]) -> dict[str, int]:
