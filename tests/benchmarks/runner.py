@@ -6,10 +6,12 @@ import contextlib
 import resource
 import threading
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import psutil
 
+from tests.benchmarks.profile import Profiler
 from tests.benchmarks.scenarios import Fixtures, Scenario
 from tests.benchmarks.server import Gunicorn
 from tests.benchmarks.wrk import WrkResult, run_wrk
@@ -85,23 +87,31 @@ def measure(
     duration: int,
     threads: int,
     database_name: str | None = None,
+    profile_dir: Path | None = None,
 ) -> Measurement:
     """Warm up, then measure one fixed window of `scenario` at its connection count.
 
     The server CPU is counted from an idle server to an idle server: the requests still in
     flight when wrk stops (one per connection) are answered after it, and count with their CPU.
     Stopping the clock at wrk's exit instead would charge their partial work to the others,
-    a bias of several percent for a login that takes a second.
+    a bias of several percent for a login that takes a second. With `profile_dir`, py-spy
+    samples the workers over the window (and costs them CPU: such a run is not comparable).
     """
     if warmup > 0:
         server.wait_until_idle()
         _wrk(server, scenario, fixtures, warmup, threads)
     server.wait_until_idle()
+    profiler = None
+    if profile_dir is not None:
+        profiler = Profiler(profile_dir, scenario.name.replace(" ", "-"), duration)
+        profiler.start([worker.pid for worker in server.worker_processes()])
     clock = _CpuClock(server, database_name)
     with RssSampler(server) as sampler:
         result = _wrk(server, scenario, fixtures, duration, threads)
         server.wait_until_idle()
     cpu = clock.elapsed()
+    if profiler is not None:
+        profiler.stop()
     peaks: dict[str, float] = {}
     if scenario.hashes_password:
         peaks = {
