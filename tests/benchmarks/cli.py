@@ -24,6 +24,7 @@ from sqlalchemy.engine import make_url
 from tests.benchmarks import report
 from tests.benchmarks.micro import Micro, argon2_verify_rate, rs256_rates
 from tests.benchmarks.params import DEFAULT_ARGON2, KEYCLOAK_ARGON2, PASSWORD
+from tests.benchmarks.profile import py_spy, summary
 from tests.benchmarks.runner import MIB, Measurement, measure
 from tests.benchmarks.scenarios import BY_NAME, SCENARIOS, Fixtures, Scenario
 from tests.benchmarks.seed import Seeded, login_access_tokens, seed, set_password_hashes
@@ -45,7 +46,12 @@ ACCESS_TOKENS = 4  # users logged in over HTTP for verify-token and introspect
 BUDGET_SECONDS = 180
 _STARTED = time.monotonic()
 
+# A short hello between two scenarios (no warm-up: the server is warm), for the local ratio.
+BETWEEN_SECONDS = 3
+BETWEEN_NAME = "hello (between)"
+
 Measured = list[tuple[Scenario, Measurement]]
+Runner = Callable[..., Measurement]
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -88,6 +94,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--json", type=Path, help="also write the summary to this file")
     parser.add_argument("--history", type=Path, default=HISTORY, help="JSON lines to append to")
     parser.add_argument("--no-history", action="store_true")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        metavar="DIR",
+        help="sample the workers with py-spy during each window; stacks and a summary in DIR"
+        " (the sampling costs CPU: such a run is not appended to the history)",
+    )
     args = parser.parse_args(argv)
     names = [name.strip() for name in args.scenarios.split(",") if name.strip()]
     unknown = [name for name in names if name not in BY_NAME]
@@ -102,6 +115,9 @@ def main(argv: list[str] | None = None) -> int:
     if not wrk_available():
         print("wrk is not installed (apt-get install wrk)", file=sys.stderr)
         return 2
+    if args.profile and py_spy() is None:
+        print("py-spy is not installed (pip install -e '.[test]')", file=sys.stderr)
+        return 2
     _stop_on_signals()
     with tempfile.TemporaryDirectory(prefix="idp-bench-") as folder:
         database = create_database(args.database, args.postgres_url, Path(folder))
@@ -112,8 +128,10 @@ def main(argv: list[str] | None = None) -> int:
             database.drop()
     print(results.markdown())
     print(f"\nWhole run: {results.meta['wall_seconds']:.0f} s (budget {BUDGET_SECONDS} s)")
+    if args.profile:
+        print(profile_report(args.profile, args.selected))
     summary = results.as_dict()
-    if not args.no_history:
+    if not args.no_history and not args.profile:
         report.append_history(args.history, summary)
     if args.json:
         args.json.write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
@@ -197,8 +215,8 @@ class Bench:
         _log("micro: RS256 sign and verify")
         return Micro(rs256_rates(self.keys_dir, seconds / 3), argon2, keycloak)
 
-    def _runner(self, fixtures: Fixtures) -> Callable[[Scenario], Measurement]:
-        def run_one(scenario: Scenario) -> Measurement:
+    def _runner(self, fixtures: Fixtures) -> Runner:
+        def run_one(scenario: Scenario, duration: int | None = None) -> Measurement:
             _log(
                 f"{scenario.name}: {scenario.method} {scenario.path}, {scenario.connections} conns"
             )
@@ -206,39 +224,53 @@ class Bench:
                 self.server,
                 scenario,
                 fixtures,
-                warmup=self.args.warmup,
-                duration=self.args.duration,
+                warmup=self.args.warmup if duration is None else 0,
+                duration=self.args.duration if duration is None else duration,
                 threads=self.args.wrk_threads,
                 database_name=self.database_name,
+                profile_dir=self.args.profile,
             )
 
         return run_one
 
-    def _measure_default_parameters(self, run_one: Callable[[Scenario], Measurement]) -> Measured:
-        """Every scenario but Keycloak's, between a first and a last run of hello."""
+    def _measure_default_parameters(self, run_one: Runner) -> Measured:
+        """Every scenario but Keycloak's: hello first, between two scenarios, and last.
+
+        This machine's speed drifts within a run (hello's req/CPU-s has moved by a third between
+        the first and the last run), so each scenario is compared with the hello runs on either
+        side of it, a few seconds away, rather than only with the first and the last.
+        """
         others = [s for s in self.selected if not s.keycloak and s.name != "hello"]
-        if not any(not s.hashes_password for s in self.selected):
-            return [(s, run_one(s)) for s in others]  # no ratio to hello needed
+        fast = [s for s in others if not s.hashes_password]
+        logins = [s for s in others if s.hashes_password]
+        if not fast:
+            return [(s, run_one(s)) for s in logins]  # no ratio to hello needed
         hello = BY_NAME["hello"]
         measured = [(hello, run_one(hello))]
-        measured += [(s, run_one(s)) for s in others]
+        for index, scenario in enumerate(fast):
+            measured.append((scenario, run_one(scenario)))
+            if index < len(fast) - 1:
+                between = run_one(hello, BETWEEN_SECONDS)
+                measured.append((hello, dataclasses.replace(between, scenario=BETWEEN_NAME)))
         last = dataclasses.replace(run_one(hello), scenario="hello (last)")
-        return [*measured, (hello, last)]
+        measured.append((hello, last))
+        return measured + [(s, run_one(s)) for s in logins]
 
     def _evaluate(
-        self,
-        measured: Measured,
-        baseline: report.Baseline,
-        run_one: Callable[[Scenario], Measurement],
+        self, measured: Measured, baseline: report.Baseline, run_one: Runner
     ) -> list[report.Evaluation]:
         """Evaluate each measurement; with --enforce, measure a far-off scenario once more."""
         evaluations = []
-        for scenario, m in measured:
-            evaluation = report.evaluate(scenario, m, baseline)
+        for index, (scenario, m) in enumerate(measured):
+            local = _local_baseline(measured, index, baseline)
+            evaluation = report.evaluate(scenario, m, local)
             if self.args.enforce and evaluation.far_off:
                 _log(f"{m.scenario}: far from its target, measuring once more")
                 retry = dataclasses.replace(run_one(scenario), scenario=m.scenario)
-                evaluation = report.evaluate(scenario, retry, baseline)
+                if local is not baseline:
+                    after = run_one(BY_NAME["hello"], BETWEEN_SECONDS)
+                    local = _with_hello(baseline, [after])
+                evaluation = report.evaluate(scenario, retry, local)
             evaluations.append(evaluation)
         return evaluations
 
@@ -259,11 +291,30 @@ class Bench:
         }
 
 
+def _local_baseline(measured: Measured, index: int, baseline: report.Baseline) -> report.Baseline:
+    """For a scenario compared with hello: the hello runs just before and just after it."""
+    scenario = measured[index][0]
+    if scenario.name == "hello" or scenario.hashes_password:
+        return baseline
+    before = [m for s, m in measured[:index] if s.name == "hello"][-1:]
+    after = [m for s, m in measured[index + 1 :] if s.name == "hello"][:1]
+    return _with_hello(baseline, before + after) if before + after else baseline
+
+
+def _with_hello(baseline: report.Baseline, hellos: list[Measurement]) -> report.Baseline:
+    count = len(hellos)
+    return dataclasses.replace(
+        baseline,
+        hello_rps=sum(m.requests_per_second for m in hellos) / count,
+        hello_per_cpu=sum(m.per_cpu_second for m in hellos) / count,
+    )
+
+
 def _baseline(
     measured: Measured, micro: Micro, workers: int, idle_workers_rss_mib: float
 ) -> report.Baseline:
     """hello's first and last runs averaged, and the raw Argon2 rates."""
-    hellos = [m for s, m in measured if s.name == "hello"]
+    hellos = [m for s, m in measured if s.name == "hello" and m.scenario != BETWEEN_NAME]
     count = len(hellos) or 1
     return report.Baseline(
         hello_rps=sum(m.requests_per_second for m in hellos) / count,
@@ -273,6 +324,14 @@ def _baseline(
         workers=workers,
         idle_workers_rss_mib=idle_workers_rss_mib,
     )
+
+
+def profile_report(folder: Path, selected: list[Scenario]) -> str:
+    """The py-spy summaries of the scenarios profiled, also written to DIR/summary.txt."""
+    paths = [folder / f"{s.name}.txt" for s in selected if (folder / f"{s.name}.txt").exists()]
+    text = "\n\n".join(summary(path) for path in paths)
+    (folder / "summary.txt").write_text(text + "\n")
+    return text
 
 
 def _reachable_redis(url: str) -> str | None:
