@@ -9,12 +9,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import click
 import psycopg
 from flask import Flask, current_app
 from sqlalchemy import Engine, Select, event
 from sqlalchemy import exc as sa_exc
 
-from idp.extensions import db, migrate
+from idp.extensions import db
 
 log = logging.getLogger(__name__)
 
@@ -28,11 +29,16 @@ _UNAVAILABLE_SQLITE_CODES = frozenset({5, 6, 10, 14})
 
 
 def init_app(app: Flask, migrations_dir: str) -> None:
-    """Bind SQLAlchemy and Flask-Migrate; give SQLite WAL, foreign keys and write locks."""
+    """Bind SQLAlchemy (and Flask-Migrate under the `flask` command); give SQLite WAL, foreign
+    keys and write locks."""
     db.init_app(app)
     # Runs before Flask-SQLAlchemy's own teardown (Flask runs them last registered first).
     app.teardown_appcontext(_remove_session)
-    migrate.init_app(app, db, directory=migrations_dir, render_as_batch=True)
+    app.config["IDP_MIGRATIONS_DIR"] = migrations_dir
+    if click.get_current_context(silent=True) is not None:
+        # Created by a `flask` command, which may be `flask db ...`. A server process never
+        # migrates: Alembic would cost each worker 12 MiB for nothing.
+        bind_migrations(app)
     with app.app_context():
         engine = db.engine
         if engine.dialect.name == "sqlite":
@@ -40,6 +46,15 @@ def init_app(app: Flask, migrations_dir: str) -> None:
         else:
             _configure_postgresql(engine)
             app.extensions[READ_ENGINE] = engine
+
+
+def bind_migrations(app: Flask) -> None:
+    """Give `app` Flask-Migrate (`flask db`, `flask_migrate.upgrade()`), importing it now."""
+    from flask_migrate import Migrate
+
+    if "migrate" not in app.extensions:
+        directory = app.config["IDP_MIGRATIONS_DIR"]
+        Migrate(app, db, directory=directory, render_as_batch=True)
 
 
 def read_one(statement: Select[Any], params: dict[str, Any]) -> Any:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from flask_mail import Mail
-from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import MetaData
 
@@ -23,5 +22,4 @@ db = SQLAlchemy(
     metadata=MetaData(naming_convention=NAMING_CONVENTION),
     session_options={"expire_on_commit": False},
 )
-migrate = Migrate()
 mail = Mail()

@@ -21,6 +21,7 @@ from flask_migrate import upgrade
 from sqlalchemy import delete
 
 from idp import audit, create_app
+from idp.database import bind_migrations
 from idp.extensions import db
 from tests.support import SMTPServer, create_postgres_database, drop_postgres_database
 
@@ -91,6 +92,7 @@ def base_settings(database_url: str, keys_dir: Path, smtp: SMTPServer) -> dict[s
     if REDIS_URL:
         settings["IDP_REDIS_URL"] = REDIS_URL
     migrator = create_app(settings)
+    bind_migrations(migrator)
     with migrator.app_context():
         upgrade()
         db.engine.dispose()

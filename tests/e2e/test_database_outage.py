@@ -23,6 +23,7 @@ import requests
 from flask_migrate import upgrade
 
 from idp import create_app
+from idp.database import bind_migrations
 from idp.extensions import db
 from tests.e2e.api import PASSWORD, unique_email
 from tests.e2e.api import Api as HttpApi
@@ -169,6 +170,7 @@ def server(cluster: PrivateCluster, smtp: SMTPServer, tmp_path: Path) -> Iterato
         "IDP_SECRET_KEY": "e2e-secret-key-not-for-production",
     }
     migrator = create_app(settings)
+    bind_migrations(migrator)
     with migrator.app_context():
         upgrade()
         db.engine.dispose()
