@@ -54,9 +54,12 @@ def init_app(app: Flask, settings: dict[str, Any]) -> Limiter:
         in_memory_fallback_enabled=True,
         enabled=enabled,
     )
-    for endpoint, (scope, setting) in ROUTE_LIMITS.items():
-        view = app.view_functions[endpoint]
-        app.view_functions[endpoint] = limiter.limit(settings[setting], scope=scope)(view)
+    if enabled:
+        # Disabled, flask-limiter would still run each wrapped view's check (to find nothing):
+        # a limiter that is off costs nothing instead.
+        for endpoint, (scope, setting) in ROUTE_LIMITS.items():
+            view = app.view_functions[endpoint]
+            app.view_functions[endpoint] = limiter.limit(settings[setting], scope=scope)(view)
     app.extensions[EXTENSION_KEY] = limiter
     if not enabled:
         log.warning("rate limiting is DISABLED (IDP_RATELIMIT_ENABLED=false)")
