@@ -25,7 +25,7 @@ from tests.benchmarks import report
 from tests.benchmarks.micro import Micro, argon2_verify_rate, rs256_rates
 from tests.benchmarks.params import DEFAULT_ARGON2, KEYCLOAK_ARGON2, PASSWORD
 from tests.benchmarks.profile import py_spy, summary
-from tests.benchmarks.runner import MIB, Measurement, measure
+from tests.benchmarks.runner import MIB, Measurement, Pairing, measure, measure_pairing
 from tests.benchmarks.scenarios import BY_NAME, SCENARIOS, Fixtures, Scenario
 from tests.benchmarks.seed import Seeded, login_access_tokens, seed, set_password_hashes
 from tests.benchmarks.server import (
@@ -46,12 +46,13 @@ ACCESS_TOKENS = 4  # users logged in over HTTP for verify-token and introspect
 BUDGET_SECONDS = 180
 _STARTED = time.monotonic()
 
-# A short hello between two scenarios (no warm-up: the server is warm), for the local ratio.
-BETWEEN_SECONDS = 3
-BETWEEN_NAME = "hello (between)"
+# Each scenario's CPU ratio to hello comes from slices of the two alternating (hello first and
+# last): the cost of a request drifts by a third within minutes on this VM, not within seconds.
+PAIRED_SLICES = 3
+PAIRED_SECONDS = 1
 
 Measured = list[tuple[Scenario, Measurement]]
-Runner = Callable[..., Measurement]
+Runner = Callable[[Scenario], Measurement]
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -74,8 +75,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=",".join(s.name for s in SCENARIOS),
         help="comma-separated, from: " + ", ".join(s.name for s in SCENARIOS),
     )
-    parser.add_argument("--duration", type=int, default=8, help="measured seconds per scenario")
-    parser.add_argument("--warmup", type=int, default=2, help="warm-up seconds per scenario")
+    parser.add_argument("--duration", type=int, default=6, help="measured seconds per scenario")
+    parser.add_argument("--warmup", type=int, default=1, help="warm-up seconds per scenario")
     parser.add_argument(
         "--micro-duration", type=float, default=3.0, help="seconds per Argon2 micro-benchmark"
     )
@@ -159,6 +160,7 @@ class Bench:
             gunicorn_args=args.gunicorn_args,
         )
         self.server = Gunicorn(self.env, port, args.workers, workdir / "gunicorn.log")
+        self.pairings: dict[str, Pairing] = {}
 
     def run(self) -> report.Results:
         seeded = self._prepare()
@@ -177,9 +179,9 @@ class Bench:
             refresh_pool=seeded.refresh_pool,
         )
         run_one = self._runner(fixtures)
-        measured = self._measure_default_parameters(run_one)
+        measured = self._measure_default_parameters(run_one, fixtures)
         baseline = _baseline(measured, micro, self.args.workers, sum(idle_rss_mib))
-        evaluations = self._evaluate(measured, baseline, run_one)
+        evaluations = self._evaluate(measured, baseline, run_one, fixtures)
         keycloak = [s for s in self.selected if s.keycloak]
         if keycloak:
             self.server.stop()
@@ -188,7 +190,7 @@ class Bench:
             self.server.env = {**self.env, **KEYCLOAK_ARGON2.env()}
             self.server.start()
             measured = [(s, run_one(s)) for s in keycloak]
-            evaluations += self._evaluate(measured, baseline, run_one)
+            evaluations += self._evaluate(measured, baseline, run_one, fixtures)
         self.server.stop()
         return report.Results(self._meta(), evaluations, micro, idle_rss_mib, idle_uss_mib)
 
@@ -216,7 +218,7 @@ class Bench:
         return Micro(rs256_rates(self.keys_dir, seconds / 3), argon2, keycloak)
 
     def _runner(self, fixtures: Fixtures) -> Runner:
-        def run_one(scenario: Scenario, duration: int | None = None) -> Measurement:
+        def run_one(scenario: Scenario) -> Measurement:
             _log(
                 f"{scenario.name}: {scenario.method} {scenario.path}, {scenario.connections} conns"
             )
@@ -224,8 +226,8 @@ class Bench:
                 self.server,
                 scenario,
                 fixtures,
-                warmup=self.args.warmup if duration is None else 0,
-                duration=self.args.duration if duration is None else duration,
+                warmup=self.args.warmup,
+                duration=self.args.duration,
                 threads=self.args.wrk_threads,
                 database_name=self.database_name,
                 profile_dir=self.args.profile,
@@ -233,13 +235,8 @@ class Bench:
 
         return run_one
 
-    def _measure_default_parameters(self, run_one: Runner) -> Measured:
-        """Every scenario but Keycloak's: hello first, between two scenarios, and last.
-
-        This machine's speed drifts within a run (hello's req/CPU-s has moved by a third between
-        the first and the last run), so each scenario is compared with the hello runs on either
-        side of it, a few seconds away, rather than only with the first and the last.
-        """
+    def _measure_default_parameters(self, run_one: Runner, fixtures: Fixtures) -> Measured:
+        """Every scenario but Keycloak's, hello first and last, each paired with hello."""
         others = [s for s in self.selected if not s.keycloak and s.name != "hello"]
         fast = [s for s in others if not s.hashes_password]
         logins = [s for s in others if s.hashes_password]
@@ -247,30 +244,41 @@ class Bench:
             return [(s, run_one(s)) for s in logins]  # no ratio to hello needed
         hello = BY_NAME["hello"]
         measured = [(hello, run_one(hello))]
-        for index, scenario in enumerate(fast):
+        for scenario in fast:
             measured.append((scenario, run_one(scenario)))
-            if index < len(fast) - 1:
-                between = run_one(hello, BETWEEN_SECONDS)
-                measured.append((hello, dataclasses.replace(between, scenario=BETWEEN_NAME)))
+            self.pairings[scenario.name] = self._pair(scenario, fixtures)
         last = dataclasses.replace(run_one(hello), scenario="hello (last)")
         measured.append((hello, last))
         return measured + [(s, run_one(s)) for s in logins]
 
+    def _pair(self, scenario: Scenario, fixtures: Fixtures) -> Pairing:
+        _log(
+            f"{scenario.name}: {PAIRED_SLICES} slices of {PAIRED_SECONDS} s alternating with hello"
+        )
+        return measure_pairing(
+            self.server,
+            scenario,
+            BY_NAME["hello"],
+            fixtures,
+            slices=PAIRED_SLICES,
+            seconds=PAIRED_SECONDS,
+            threads=self.args.wrk_threads,
+        )
+
     def _evaluate(
-        self, measured: Measured, baseline: report.Baseline, run_one: Runner
+        self, measured: Measured, baseline: report.Baseline, run_one: Runner, fixtures: Fixtures
     ) -> list[report.Evaluation]:
         """Evaluate each measurement; with --enforce, measure a far-off scenario once more."""
         evaluations = []
-        for index, (scenario, m) in enumerate(measured):
-            local = _local_baseline(measured, index, baseline)
-            evaluation = report.evaluate(scenario, m, local)
+        for scenario, m in measured:
+            pairing = self.pairings.get(m.scenario)
+            evaluation = report.evaluate(scenario, m, baseline, pairing)
             if self.args.enforce and evaluation.far_off:
                 _log(f"{m.scenario}: far from its target, measuring once more")
                 retry = dataclasses.replace(run_one(scenario), scenario=m.scenario)
-                if local is not baseline:
-                    after = run_one(BY_NAME["hello"], BETWEEN_SECONDS)
-                    local = _with_hello(baseline, [after])
-                evaluation = report.evaluate(scenario, retry, local)
+                if pairing is not None:
+                    pairing = self._pair(scenario, fixtures)
+                evaluation = report.evaluate(scenario, retry, baseline, pairing)
             evaluations.append(evaluation)
         return evaluations
 
@@ -291,30 +299,11 @@ class Bench:
         }
 
 
-def _local_baseline(measured: Measured, index: int, baseline: report.Baseline) -> report.Baseline:
-    """For a scenario compared with hello: the hello runs just before and just after it."""
-    scenario = measured[index][0]
-    if scenario.name == "hello" or scenario.hashes_password:
-        return baseline
-    before = [m for s, m in measured[:index] if s.name == "hello"][-1:]
-    after = [m for s, m in measured[index + 1 :] if s.name == "hello"][:1]
-    return _with_hello(baseline, before + after) if before + after else baseline
-
-
-def _with_hello(baseline: report.Baseline, hellos: list[Measurement]) -> report.Baseline:
-    count = len(hellos)
-    return dataclasses.replace(
-        baseline,
-        hello_rps=sum(m.requests_per_second for m in hellos) / count,
-        hello_per_cpu=sum(m.per_cpu_second for m in hellos) / count,
-    )
-
-
 def _baseline(
     measured: Measured, micro: Micro, workers: int, idle_workers_rss_mib: float
 ) -> report.Baseline:
     """hello's first and last runs averaged, and the raw Argon2 rates."""
-    hellos = [m for s, m in measured if s.name == "hello" and m.scenario != BETWEEN_NAME]
+    hellos = [m for s, m in measured if s.name == "hello"]
     count = len(hellos) or 1
     return report.Baseline(
         hello_rps=sum(m.requests_per_second for m in hellos) / count,

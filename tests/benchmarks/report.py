@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.benchmarks.micro import Argon2Rate, Micro
-from tests.benchmarks.runner import Measurement
+from tests.benchmarks.runner import Measurement, Pairing
 from tests.benchmarks.scenarios import (
     IDLE_WORKER_RSS_MIB,
     KEYCLOAK_LOGINS_PER_CPU_SECOND,
@@ -80,6 +80,7 @@ class Evaluation:
     throughput: list[Check]
     latency: list[Check]
     errors: Check
+    pairing: Pairing | None = None
 
     @property
     def checks(self) -> list[Check]:
@@ -101,11 +102,14 @@ class Evaluation:
             "target": target_text(self.scenario),
             "checks": [check.as_dict() for check in self.checks],
             "passed": self.passed,
+            "pairing": self.pairing.as_dict() if self.pairing else None,
         }
 
 
-def evaluate(scenario: Scenario, m: Measurement, base: Baseline) -> Evaluation:
-    """Compare one measurement with its targets."""
+def evaluate(
+    scenario: Scenario, m: Measurement, base: Baseline, pairing: Pairing | None = None
+) -> Evaluation:
+    """Compare one measurement with its targets; the CPU ratio to hello from `pairing` if any."""
     throughput: list[Check] = []
     latency: list[Check] = []
     ratio_rps = ratio_cpu = None
@@ -130,7 +134,7 @@ def evaluate(scenario: Scenario, m: Measurement, base: Baseline) -> Evaluation:
         ]
     else:
         ratio_rps = m.requests_per_second / base.hello_rps
-        ratio_cpu = m.per_cpu_second / base.hello_per_cpu
+        ratio_cpu = pairing.ratio if pairing else m.per_cpu_second / base.hello_per_cpu
         if scenario.hello_ratio is not None:
             throughput = [Check("per CPU-s ÷ hello's", ratio_cpu, scenario.hello_ratio, True)]
         p99_over_p50 = m.p99_ms / m.p50_ms if m.p50_ms else 0.0
@@ -139,7 +143,7 @@ def evaluate(scenario: Scenario, m: Measurement, base: Baseline) -> Evaluation:
             Check("p99 ÷ p50", p99_over_p50, P99_MAX_OVER_P50, False),
         ]
     errors = Check("errors (non-2xx, socket, pool dry)", m.errors, 0, False)
-    return Evaluation(scenario, m, ratio_rps, ratio_cpu, throughput, latency, errors)
+    return Evaluation(scenario, m, ratio_rps, ratio_cpu, throughput, latency, errors, pairing)
 
 
 def target_text(scenario: Scenario) -> str:
@@ -205,12 +209,14 @@ class Results:
             f"{meta['cores']} cores, {meta['workers']} gunicorn workers, {meta['database']}, "
             f"Argon2 {meta['argon2']}; {meta['warmup_s']} s warm-up + {meta['duration_s']} s "
             "measured per scenario. Ratios are to hello for the endpoints that do not hash a "
-            "password, to raw Argon2 verifies for logins. CPU: the server's (master and workers); "
-            "DB is PostgreSQL's backends and Redis, other is everything else on the machine.",
+            "password (req/s: to hello first and last; per CPU-s: to hello in slices alternating "
+            "with the scenario's, see `pairing` in the JSON), to raw Argon2 verifies for logins. "
+            "CPU: the server's (master and workers); DB is PostgreSQL's backends and Redis, other "
+            "is everything else on the machine.",
             "",
             "| scenario | conns | req/s | p50 ms | p90 ms | p99 ms | non-2xx | server CPU s "
             "| req/CPU-s | ratio req/s | ratio per CPU-s | target | result | latency "
-            "| DB / wrk / other CPU s |",
+            "| DB / wrk / other / steal CPU s |",
             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---|---|",
             *[_row(ev) for ev in self.evaluations],
             "",
@@ -242,13 +248,20 @@ class Results:
                 f"{m.peak_worker_rss_mib} MiB the largest worker."
             )
         noise_limit = NOISE_SHARE * meta["duration_s"] * meta["cores"]
-        noisy = [ev.measurement for ev in self.evaluations]
-        noisy = [m for m in noisy if m.other_cpu_seconds > noise_limit]
+        measurements = [ev.measurement for ev in self.evaluations]
+        noisy = [m for m in measurements if m.other_cpu_seconds > noise_limit]
         if noisy:
             lines.append(
                 "Noise: other processes on the machine used "
                 + ", ".join(f"{m.other_cpu_seconds:.1f} CPU-s during {m.scenario}" for m in noisy)
                 + "; rates measured then are low and less repeatable."
+            )
+        stolen = [m for m in measurements if m.steal_cpu_seconds > noise_limit]
+        if stolen:
+            lines.append(
+                "Noise: the hypervisor gave this machine's CPUs to others for "
+                + ", ".join(f"{m.steal_cpu_seconds:.1f} CPU-s during {m.scenario}" for m in stolen)
+                + " (steal); absolute rates then are low, ratios from paired slices less so."
             )
         misses = self.misses()
         lines += ["", "Misses:" if misses else "Misses: none", *[f"- {miss}" for miss in misses]]
@@ -272,7 +285,8 @@ def _row(ev: Evaluation) -> str:
         f"| {m.per_cpu_second:.0f} | {_num(ev.ratio_rps)} | {_num(ev.ratio_cpu)} "
         f"| {target_text(ev.scenario)} | {_verdict([*ev.throughput, ev.errors])} "
         f"| {_latency_verdict(ev)} "
-        f"| {m.db_cpu_seconds:.2f} / {m.wrk_cpu_seconds:.2f} / {m.other_cpu_seconds:.2f} |"
+        f"| {m.db_cpu_seconds:.2f} / {m.wrk_cpu_seconds:.2f} / {m.other_cpu_seconds:.2f}"
+        f" / {m.steal_cpu_seconds:.2f} |"
     )
 
 

@@ -37,6 +37,7 @@ class Measurement:
     db_cpu_seconds: float  # PostgreSQL backends serving our database, and Redis
     wrk_cpu_seconds: float  # the load generator's, on the same machine
     other_cpu_seconds: float  # everything else on the machine: noise, if large
+    steal_cpu_seconds: float  # taken by the hypervisor for other guests: noise, if large
     peak_workers_rss_mib: float | None = None  # sampled while measuring, hashing scenarios only
     peak_worker_rss_mib: float | None = None
 
@@ -134,7 +135,64 @@ def measure(
         db_cpu_seconds=round(cpu.services, 2),
         wrk_cpu_seconds=round(cpu.wrk, 2),
         other_cpu_seconds=round(cpu.other, 2),
+        steal_cpu_seconds=round(cpu.steal, 2),
         **peaks,
+    )
+
+
+@dataclass(frozen=True)
+class Pairing:
+    """A scenario and hello in alternating short slices: their CPU costs measured side by side."""
+
+    slices: int  # of each
+    seconds: int  # per slice
+    per_cpu_second: float  # the scenario's requests per server-CPU-second over its slices
+    hello_per_cpu_second: float  # hello's, over the slices in between
+
+    @property
+    def ratio(self) -> float:
+        return self.per_cpu_second / self.hello_per_cpu_second if self.hello_per_cpu_second else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "slices": self.slices,
+            "seconds": self.seconds,
+            "per_cpu_second": round(self.per_cpu_second, 1),
+            "hello_per_cpu_second": round(self.hello_per_cpu_second, 1),
+            "ratio": round(self.ratio, 3),
+        }
+
+
+def measure_pairing(
+    server: Gunicorn,
+    scenario: Scenario,
+    hello: Scenario,
+    fixtures: Fixtures,
+    *,
+    slices: int,
+    seconds: int,
+    threads: int,
+) -> Pairing:
+    """Alternate hello and `scenario` in `seconds`-long slices, hello first and last.
+
+    The CPU cost of one request drifts on a shared machine by a third within minutes; slices a
+    second apart see the same machine, so their ratio is the scenario's cost, not the drift's.
+    """
+    totals = {scenario.name: [0, 0.0], hello.name: [0, 0.0]}
+    order = [hello, *[s for _ in range(slices) for s in (scenario, hello)]]
+    server.wait_until_idle()
+    for current in order:
+        clock = _CpuClock(server, None)
+        result = _wrk(server, current, fixtures, seconds, threads)
+        server.wait_until_idle()  # the slice's last requests answered: the next starts idle
+        totals[current.name][0] += result.requests + current.connections
+        totals[current.name][1] += clock.elapsed().server
+    (served, cpu), (hello_served, hello_cpu) = totals[scenario.name], totals[hello.name]
+    return Pairing(
+        slices=slices,
+        seconds=seconds,
+        per_cpu_second=served / cpu if cpu > 0 else 0.0,
+        hello_per_cpu_second=hello_served / hello_cpu if hello_cpu > 0 else 0.0,
     )
 
 
@@ -144,6 +202,7 @@ class CpuSplit:
     services: float
     wrk: float
     other: float
+    steal: float
 
 
 class _CpuClock:
@@ -154,7 +213,7 @@ class _CpuClock:
         self.database_name = database_name
         self.start = self._read()
 
-    def _read(self) -> tuple[float, float, float, float, float]:
+    def _read(self) -> tuple[float, float, float, float, float, float]:
         children = resource.getrusage(resource.RUSAGE_CHILDREN)  # wrk, once it has exited
         own = resource.getrusage(resource.RUSAGE_SELF)  # this process and its sampler thread
         machine = psutil.cpu_times()
@@ -165,6 +224,7 @@ class _CpuClock:
             children.ru_utime + children.ru_stime,
             own.ru_utime + own.ru_stime,
             busy,
+            getattr(machine, "steal", 0.0),
         )
 
     def _services_cpu(self) -> float:
@@ -181,11 +241,11 @@ class _CpuClock:
         return total
 
     def elapsed(self) -> CpuSplit:
-        server, services, wrk, own, busy = (
+        server, services, wrk, own, busy, steal = (
             b - a for a, b in zip(self.start, self._read(), strict=True)
         )
         other = max(0.0, busy - server - services - wrk - own)
-        return CpuSplit(server, max(0.0, services), wrk, other)
+        return CpuSplit(server, max(0.0, services), wrk, other, steal)
 
 
 def _wrk(
