@@ -22,8 +22,8 @@ import requests
 from sqlalchemy.engine import make_url
 
 from tests.benchmarks import report
-from tests.benchmarks.micro import Micro, argon2_verify_rate, rs256_rates
-from tests.benchmarks.params import DEFAULT_ARGON2, KEYCLOAK_ARGON2, PASSWORD
+from tests.benchmarks.micro import Argon2Rate, Micro, argon2_verify_rate, combined, rs256_rates
+from tests.benchmarks.params import DEFAULT_ARGON2, KEYCLOAK_ARGON2, PASSWORD, Argon2Params
 from tests.benchmarks.profile import py_spy, summary
 from tests.benchmarks.runner import MIB, Measurement, Pairing, measure, measure_pairing
 from tests.benchmarks.scenarios import BY_NAME, SCENARIOS, Fixtures, Scenario
@@ -161,6 +161,7 @@ class Bench:
         )
         self.server = Gunicorn(self.env, port, args.workers, workdir / "gunicorn.log")
         self.pairings: dict[str, Pairing] = {}
+        self.raw_argon2: Argon2Rate | None = None
 
     def run(self) -> report.Results:
         seeded = self._prepare()
@@ -180,6 +181,7 @@ class Bench:
         )
         run_one = self._runner(fixtures)
         measured = self._measure_default_parameters(run_one, fixtures)
+        micro = dataclasses.replace(micro, argon2=self.raw_argon2)
         baseline = _baseline(measured, micro, self.args.workers, sum(idle_rss_mib))
         evaluations = self._evaluate(measured, baseline, run_one, fixtures)
         keycloak = [s for s in self.selected if s.keycloak]
@@ -189,7 +191,12 @@ class Bench:
             set_password_hashes(self.database_url, KEYCLOAK_ARGON2)
             self.server.env = {**self.env, **KEYCLOAK_ARGON2.env()}
             self.server.start()
-            measured = [(s, run_one(s)) for s in keycloak]
+            measured = []
+            for scenario in keycloak:
+                m, rate = self._beside_raw_argon2(KEYCLOAK_ARGON2, run_one, scenario)
+                measured.append((scenario, m))
+                micro = dataclasses.replace(micro, argon2_keycloak=rate)
+            baseline = dataclasses.replace(baseline, keycloak_argon2=micro.argon2_keycloak)
             evaluations += self._evaluate(measured, baseline, run_one, fixtures)
         self.server.stop()
         return report.Results(self._meta(), evaluations, micro, idle_rss_mib, idle_uss_mib)
@@ -203,19 +210,26 @@ class Bench:
         return seed(self.database_url, self.args.users, pool, DEFAULT_ARGON2)
 
     def _micro(self) -> Micro:
-        """Raw rates on the machine before the server starts: Argon2 one process per core."""
-        cores = os.cpu_count() or 1
-        seconds = self.args.micro_duration
-        argon2 = keycloak = None
-        if any(s.login for s in self.selected):
-            _log(f"micro: Argon2 verify ({DEFAULT_ARGON2.label()}), {cores} processes")
-            argon2 = argon2_verify_rate(DEFAULT_ARGON2, cores, seconds)
-        if any(s.keycloak for s in self.selected):
-            _log(f"micro: Argon2 verify ({KEYCLOAK_ARGON2.label()}), {cores} processes")
-            # Cheaper hashes: fewer seconds give as many verifies.
-            keycloak = argon2_verify_rate(KEYCLOAK_ARGON2, cores, seconds * 2 / 3)
+        """RS256 rates before the server starts (Argon2's are measured beside the logins)."""
         _log("micro: RS256 sign and verify")
-        return Micro(rs256_rates(self.keys_dir, seconds / 3), argon2, keycloak)
+        return Micro(rs256_rates(self.keys_dir, self.args.micro_duration / 3))
+
+    def _beside_raw_argon2(
+        self, params: Argon2Params, run_one: Runner, scenario: Scenario
+    ) -> tuple[Measurement, Argon2Rate]:
+        """Measure `scenario` between two raw Argon2 runs at `params` (one process per core).
+
+        The raw rate is the login's denominator: measured just before and just after it, it
+        sees the machine the login saw (idle workers use no CPU meanwhile).
+        """
+        cores = os.cpu_count() or 1
+        seconds = self.args.micro_duration / 2
+        _log(f"micro: Argon2 verify ({params.label()}), {cores} processes")
+        before = argon2_verify_rate(params, cores, seconds)
+        measurement = run_one(scenario)
+        _log(f"micro: Argon2 verify ({params.label()}), {cores} processes")
+        after = argon2_verify_rate(params, cores, seconds)
+        return measurement, combined(before, after)
 
     def _runner(self, fixtures: Fixtures) -> Runner:
         def run_one(scenario: Scenario) -> Measurement:
@@ -241,7 +255,7 @@ class Bench:
         fast = [s for s in others if not s.hashes_password]
         logins = [s for s in others if s.hashes_password]
         if not fast:
-            return [(s, run_one(s)) for s in logins]  # no ratio to hello needed
+            return self._logins(run_one, logins)  # no ratio to hello needed
         hello = BY_NAME["hello"]
         measured = [(hello, run_one(hello))]
         for scenario in fast:
@@ -249,7 +263,14 @@ class Bench:
             self.pairings[scenario.name] = self._pair(scenario, fixtures)
         last = dataclasses.replace(run_one(hello), scenario="hello (last)")
         measured.append((hello, last))
-        return measured + [(s, run_one(s)) for s in logins]
+        return measured + self._logins(run_one, logins)
+
+    def _logins(self, run_one: Runner, logins: list[Scenario]) -> Measured:
+        measured = []
+        for scenario in logins:
+            m, self.raw_argon2 = self._beside_raw_argon2(DEFAULT_ARGON2, run_one, scenario)
+            measured.append((scenario, m))
+        return measured
 
     def _pair(self, scenario: Scenario, fixtures: Fixtures) -> Pairing:
         _log(

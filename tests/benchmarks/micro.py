@@ -43,6 +43,17 @@ class Argon2Rate:
         }
 
 
+def combined(first: Argon2Rate, second: Argon2Rate) -> Argon2Rate:
+    """Two measurements of the same parameters as one: counts added, rates averaged."""
+    return Argon2Rate(
+        params=first.params,
+        processes=first.processes,
+        verifies=first.verifies + second.verifies,
+        per_second=(first.per_second + second.per_second) / 2,
+        cpu_seconds=first.cpu_seconds + second.cpu_seconds,
+    )
+
+
 def argon2_verify_rate(params: Argon2Params, processes: int, duration: float) -> Argon2Rate:
     """Verify one hash in a loop in `processes` processes at once; return the total rate."""
     # fork: a spawned child would spend seconds importing idp again before it could start.
