@@ -2,20 +2,30 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
+import subprocess
+import sys
 import time
 from pathlib import Path
+from typing import Any
 
+import click
 import psycopg
 import pytest
+from flask import Flask
 from psycopg import errors as pg_errors
+from sqlalchemy import create_engine, func, literal_column, select
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 
-from idp import config, database
+from idp import config, create_app, database
 from idp.database import is_unavailable
 from idp.errors import ServiceUnavailable
+from idp.extensions import db
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def wrapped(error_class: type[sa_exc.DBAPIError], orig: Exception, invalidated: bool = False):
@@ -134,3 +144,73 @@ def test_a_pooled_connection_whose_server_ended_it_is_told_dead_without_a_round_
             assert time.monotonic() < deadline, "a terminated connection still looks alive"
             time.sleep(0.05)
     assert database._connection_is_dead(pooled) is True  # closed
+
+
+def _postgres_url() -> str:
+    return os.environ.get("IDP_TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1/test")
+
+
+def test_the_hot_path_read_reuses_its_cursor_but_never_on_a_replaced_connection():
+    engine = create_engine(_postgres_url(), pool_size=1, max_overflow=0)
+    database._configure_postgresql(engine)
+    app = Flask(__name__)
+    app.extensions[database.READ_ENGINE] = engine
+    statement = select(literal_column("7").label("seven"), func.pg_backend_pid().label("pid"))
+    dsn = make_url(_postgres_url()).set(drivername="postgresql")
+    try:
+        with app.app_context():
+            first = database.read_one(statement, {})
+            cursor = _kept_cursor(engine)
+            assert database.read_one(statement, {}).pid == first.pid
+            assert _kept_cursor(engine) is cursor  # one cursor per connection, reused
+            with psycopg.connect(dsn.render_as_string(hide_password=False)) as admin:
+                admin.execute("SELECT pg_terminate_backend(%s)", (first.pid,))
+            deadline = time.monotonic() + 5
+            row = None
+            while row is None or row.pid == first.pid:
+                assert time.monotonic() < deadline, "no fresh connection after the old one ended"
+                # Meeting the ended connection is that request's 503; the pool then drops it.
+                with contextlib.suppress(sa_exc.OperationalError):
+                    row = database.read_one(statement, {})
+            assert row.seven == 7
+            assert _kept_cursor(engine) is not cursor
+    finally:
+        engine.dispose()
+
+
+def _kept_cursor(engine: Any) -> Any:
+    pooled = engine.raw_connection()
+    try:
+        return pooled.info[database._CURSOR]
+    finally:
+        pooled.close()
+
+
+def test_a_server_process_never_imports_alembic(tmp_path):
+    """Workers are created outside any `flask` command: no Flask-Migrate, no Alembic (12 MiB)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("IDP_", "FLASK_"))}
+    env.update(
+        IDP_DATABASE_URL=f"sqlite:///{tmp_path / 'idp.sqlite3'}", IDP_KEYS_DIR=str(tmp_path / "k")
+    )
+    check = (
+        "import sys, wsgi; "
+        "print(sorted(m for m in ('alembic', 'flask_migrate') if m in sys.modules))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", check], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
+def test_the_flask_command_binds_migrations_and_a_server_does_not(base_settings):
+    with click.Context(click.Command("db")):
+        command_app = create_app(base_settings)
+    server_app = create_app(base_settings)
+    try:
+        assert "migrate" in command_app.extensions
+        assert "migrate" not in server_app.extensions
+    finally:
+        for app in (command_app, server_app):
+            with app.app_context():
+                db.engine.dispose()
