@@ -250,20 +250,24 @@ class Results:
             )
         noise_limit = NOISE_SHARE * meta["duration_s"] * meta["cores"]
         measurements = [ev.measurement for ev in self.evaluations]
-        noisy = [m for m in measurements if m.other_cpu_seconds > noise_limit]
-        if noisy:
-            lines.append(
-                "Noise: other processes on the machine used "
-                + ", ".join(f"{m.other_cpu_seconds:.1f} CPU-s during {m.scenario}" for m in noisy)
-                + "; rates measured then are low and less repeatable."
-            )
-        stolen = [m for m in measurements if m.steal_cpu_seconds > noise_limit]
-        if stolen:
-            lines.append(
-                "Noise: the hypervisor gave this machine's CPUs to others for "
-                + ", ".join(f"{m.steal_cpu_seconds:.1f} CPU-s during {m.scenario}" for m in stolen)
-                + " (steal); absolute rates then are low, ratios from paired slices less so."
-            )
+        sources = (
+            (
+                "other_cpu_seconds",
+                "other processes on the machine used",
+                "rates measured then are low and less repeatable",
+            ),
+            (
+                "steal_cpu_seconds",
+                "the hypervisor gave this machine's CPUs to others for",
+                "absolute rates then are low, ratios from paired slices less so",
+            ),
+        )
+        for field, who, consequence in sources:
+            noisy = [(m, getattr(m, field)) for m in measurements]
+            noisy = [(m, cpu) for m, cpu in noisy if cpu > noise_limit]
+            if noisy:
+                during = ", ".join(f"{cpu:.1f} CPU-s during {m.scenario}" for m, cpu in noisy)
+                lines.append(f"Noise: {who} {during}; {consequence}.")
         misses = self.misses()
         lines += ["", "Misses:" if misses else "Misses: none", *[f"- {miss}" for miss in misses]]
         return "\n".join(lines)
