@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from flask import Flask, Response, current_app, g, jsonify, request
+from flask.sessions import SessionInterface, SessionMixin
 from flask_cors import CORS
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
@@ -97,8 +98,24 @@ class BoundUnsizedBody:
         return self.wsgi_app(environ, start_response)
 
 
+class NoSessions(SessionInterface):
+    """No cookie session: callers authenticate with bearer tokens, never with a cookie.
+
+    Flask's default signed-cookie session builds a signer for every request, and any code that
+    wrote to `flask.session` would hand the browser a cookie. Here `session` is Flask's null
+    session, which refuses writes.
+    """
+
+    def open_session(self, app: Flask, request: Any) -> SessionMixin | None:
+        return None  # Flask falls back to its null session
+
+    def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
+        return None
+
+
 def init_app(app: Flask) -> None:
     """Attach path folding, request ids, security headers and error handlers."""
+    app.session_interface = NoSessions()
     app.wsgi_app = NormalizeAPIPath(app.wsgi_app)  # type: ignore[method-assign]
     app.wsgi_app = BoundUnsizedBody(  # type: ignore[method-assign]
         app.wsgi_app, app.config["MAX_CONTENT_LENGTH"]

@@ -1,4 +1,5 @@
 import pytest
+from flask import session
 
 from tests.flows import API
 
@@ -165,3 +166,18 @@ def test_json_nested_deeper_than_the_parser_goes_is_malformed_not_a_server_error
     response = client.post(f"{API}/login/", data=body, content_type="application/json")
     assert response.status_code == 400
     assert response.json["code"] == "malformed_request"
+
+
+def test_there_is_no_cookie_session(app, client):
+    """Bearer tokens only: no answer sets a cookie, and nothing can be written to a session."""
+
+    @app.get("/session-writer")
+    def session_writer():
+        session["user"] = "someone"
+        return "written"
+
+    response = client.get("/session-writer")
+    assert response.status_code == 500
+    assert "Set-Cookie" not in response.headers
+    for answer in (client.get("/healthz"), client.get("/api/v1/auth/verify-token/")):
+        assert "Set-Cookie" not in answer.headers
