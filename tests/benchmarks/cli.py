@@ -40,7 +40,6 @@ from tests.benchmarks.server import (
 from tests.benchmarks.wrk import wrk_available
 
 HISTORY = Path(__file__).resolve().parent / "history.jsonl"
-HISTORY_PATH = "tests/benchmarks/history.jsonl"
 DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/15"
 ACCESS_TOKENS = 4  # users logged in over HTTP for verify-token and introspect
@@ -369,7 +368,8 @@ def _git_state() -> tuple[str, bool]:
 
     commit = git("rev-parse", "HEAD") or "unknown"
     # Every run appends to the history file: that alone does not make the code dirty.
-    changed = git("status", "--porcelain", "--untracked-files=no", "--", ".", f":!{HISTORY_PATH}")
+    history = HISTORY.relative_to(ROOT).as_posix()
+    changed = git("status", "--porcelain", "--untracked-files=no", "--", ".", f":!{history}")
     return commit, bool(changed)
 
 
