@@ -20,3 +20,8 @@ def on_starting(server):
             "multiplied by the worker count; set IDP_REDIS_URL to share them",
             server.cfg.workers,
         )
+
+
+def post_worker_init(worker):
+    """Say when a worker has loaded the app: gunicorn only logs that it began booting one."""
+    worker.log.info("idp: worker %s is ready", worker.pid)
