@@ -13,13 +13,13 @@ import itertools
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,7 @@ FRONTEND_URL = "http://frontend.e2e.test"
 WORKERS = 2
 STARTUP_TIMEOUT = 30.0
 REQUEST_TIMEOUT = 10.0
+HOLD_SETTLE = 0.2
 # One line per request: <worker pid>, method, path, query string, status.
 ACCESS_LOG_FORMAT = "%(p)s %(m)s %(U)s %(q)s %(s)s"
 _probe_ids = itertools.count()
@@ -101,16 +102,23 @@ class Gunicorn:
         self._wait_until_ready()
 
     def _wait_until_ready(self) -> None:
+        """Until every worker has loaded the app and the server answers.
+
+        One answer only shows that one worker is up: the others may still be importing the app,
+        and a test that then wants an answer from each would meet only the first.
+        """
         assert self.process is not None
         deadline = time.monotonic() + STARTUP_TIMEOUT
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 self.stop()
                 pytest.fail(f"gunicorn exited during start-up:\n{self.error_log.read_text()}")
+            if len(self.ready_pids()) < self.workers:
+                time.sleep(0.1)
+                continue
             try:
                 response = requests.get(f"{self.url}/.well-known/openid-configuration", timeout=2)
             except (requests.ConnectionError, requests.Timeout):
-                # Not listening yet, or listening while the workers still import the app.
                 time.sleep(0.1)
                 continue
             if response.status_code == 200:
@@ -159,30 +167,52 @@ class Gunicorn:
                 raise AssertionError(f"probe {probe} is not in the access log")
             time.sleep(0.02)
 
+    def ready_pids(self) -> set[str]:
+        """Pids of the workers that have loaded the app (gunicorn.conf.py says so per worker)."""
+        return set(re.findall(r"idp: worker (\d+) is ready", self.error_log.read_text()))
+
+    def _hold_a_worker(self) -> socket.socket:
+        """Open a connection that sends nothing: the sync worker that accepts it waits on it."""
+        hold = socket.create_connection(("127.0.0.1", self.port), timeout=REQUEST_TIMEOUT)
+        # Long enough for an idle worker to accept it, far below gunicorn's 30 s worker timeout.
+        time.sleep(HOLD_SETTLE)
+        return hold
+
     def on_every_worker(
         self,
         send: Callable[[dict[str, str]], requests.Response],
         check: Callable[[requests.Response], None],
-        max_rounds: int = 15,
+        max_rounds: int = 10,
     ) -> list[requests.Response]:
-        """Send the same request in concurrent pairs until both workers have answered.
+        """Send the same request until every (sync) worker has answered it.
 
-        `send` gets query params to pass along (they tag the request in the access log).
-        Every response, from whichever worker, must pass `check`.
+        Concurrent requests do not make the workers take turns: a worker that answers in a
+        millisecond is back at accept() before the other has woken, and may take every request.
+        So all workers but one are held by idle connections and the request goes to the free one;
+        then the worker that answered is held and the longest-held one freed, and so on.
+        `send` gets query params to pass along (they tag the request in the access log), and every
+        response, from whichever worker, must pass `check`.
         """
         answered: set[str] = set()
         responses: list[requests.Response] = []
-        with ThreadPoolExecutor(max_workers=self.workers) as pool:
+        holds: list[socket.socket] = []
+        try:
             for _ in range(max_rounds):
-                probes = [str(next(_probe_ids)) for _ in range(self.workers)]
-                round_responses = list(pool.map(lambda p: send({"probe": p}), probes))
-                for probe, response in zip(probes, round_responses, strict=True):
-                    check(response)
-                    answered.add(self.served_by(probe))
-                responses.extend(round_responses)
+                while len(holds) < self.workers - 1:
+                    holds.append(self._hold_a_worker())
+                probe = str(next(_probe_ids))
+                response = send({"probe": probe})
+                check(response)
+                responses.append(response)
+                answered.add(self.served_by(probe))
                 if len(answered) >= self.workers:
                     assert answered <= self.worker_pids(), (answered, self.worker_pids())
                     return responses
+                holds.append(self._hold_a_worker())
+                holds.pop(0).close()
+        finally:
+            for hold in holds:
+                hold.close()
         raise AssertionError(f"only workers {answered} answered in {max_rounds} rounds")
 
 
