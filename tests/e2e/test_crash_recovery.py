@@ -44,7 +44,7 @@ from idp.services.accounts import canonical_email
 from idp.services.mail import PASSWORD_RESET_MAIL, VERIFY_EMAIL_MAIL
 from idp.services.one_time_tokens import PASSWORD_RESET, VERIFY_EMAIL
 from idp.services.outbox import IN_DOUBT_AFTER
-from tests.e2e.api import Api, unique_email
+from tests.e2e.api import Api, status_is, unique_email
 from tests.e2e.conftest import (
     FRONTEND_URL,
     REQUEST_TIMEOUT,
@@ -222,23 +222,18 @@ def crash(server: Gunicorn) -> None:
 
 
 def wait_until_every_worker_serves(server: Gunicorn) -> None:
-    """Until each of the live workers (a replacement boots for a second or so) has answered."""
+    """Until a replacement for each killed worker has loaded the app, and every worker answers."""
     deadline = time.monotonic() + WORKER_READY_TIMEOUT
+    while True:
+        alive = live_workers(server)
+        if len(alive) == server.workers and alive <= server.ready_pids():
+            break
+        assert time.monotonic() < deadline, f"workers {alive - server.ready_pids()} never got ready"
+        time.sleep(0.05)
     url = f"{server.url}/.well-known/openid-configuration"
-    answered: set[str] = set()
-    with ThreadPoolExecutor(server.workers) as pool:
-        while True:
-            alive = live_workers(server)
-            if len(alive) == server.workers and alive <= answered:
-                return
-            assert time.monotonic() < deadline, f"workers {alive - answered} never answered"
-            probes = [f"ready{next(_probes)}" for _ in range(server.workers)]
-            for response in pool.map(
-                lambda p: requests.get(url, params={"probe": p}, timeout=REQUEST_TIMEOUT), probes
-            ):
-                assert response.status_code == 200, response.text
-            answered.update(server.served_by(probe) for probe in probes)
-            time.sleep(0.05)
+    server.on_every_worker(
+        lambda p: requests.get(url, params=p, timeout=REQUEST_TIMEOUT), status_is(200)
+    )
 
 
 def mail_status(env: dict[str, str]) -> dict[str, int]:
