@@ -131,10 +131,15 @@ def test_sqlite_keeps_its_lock_wait(tmp_path):
     assert options == {"connect_args": {"timeout": 30}, "hide_parameters": True}
 
 
+def _postgres_url() -> str:
+    return os.environ.get("IDP_TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1/test")
+
+
 def test_a_pooled_connection_whose_server_ended_it_is_told_dead_without_a_round_trip():
     """What replaces the pre-ping: a look at the socket (README "Databases")."""
-    url = os.environ.get("IDP_TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1/test")
-    dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    dsn = (
+        make_url(_postgres_url()).set(drivername="postgresql").render_as_string(hide_password=False)
+    )
     with psycopg.connect(dsn, autocommit=True) as admin, psycopg.connect(dsn) as pooled:
         assert database._connection_is_dead(pooled) is False
         pid = pooled.info.backend_pid
@@ -144,10 +149,6 @@ def test_a_pooled_connection_whose_server_ended_it_is_told_dead_without_a_round_
             assert time.monotonic() < deadline, "a terminated connection still looks alive"
             time.sleep(0.05)
     assert database._connection_is_dead(pooled) is True  # closed
-
-
-def _postgres_url() -> str:
-    return os.environ.get("IDP_TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1/test")
 
 
 def test_the_hot_path_read_reuses_its_cursor_but_never_on_a_replaced_connection():
