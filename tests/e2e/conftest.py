@@ -167,6 +167,21 @@ class Gunicorn:
                 raise AssertionError(f"probe {probe} is not in the access log")
             time.sleep(0.02)
 
+    def wait_for_log(self, text: str, timeout: float = 10.0) -> str:
+        """Return the error log once it holds `text`.
+
+        Work done after the answer (mail delivery) logs when it ends, which can be after the
+        test has its answer: reading the log at once races with it.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            log = self.error_log.read_text()
+            if text in log:
+                return log
+            if time.monotonic() >= deadline:
+                raise AssertionError(f"{text!r} is not in the log after {timeout}s:\n{log}")
+            time.sleep(0.05)
+
     def ready_pids(self) -> set[str]:
         """Pids of the workers that have loaded the app (gunicorn.conf.py says so per worker)."""
         return set(re.findall(r"idp: worker (\d+) is ready", self.error_log.read_text()))
