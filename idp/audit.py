@@ -30,8 +30,9 @@ EVENTS = frozenset(
         "user.register",  # success; failure reason email_exists (with email_hash)
         "user.verify_email",  # success
         "login.success",  # session_id, client_id
-        "login.failure",  # reason bad_password | unknown_account | password_too_long (failure),
-        #                   unverified | throttled (denied); always email_hash
+        "login.failure",  # reason bad_password | unknown_account | password_too_long |
+        #                   password_changed (during the check) (failure), unverified |
+        #                   throttled (denied); always email_hash
         "session.refresh",  # success (grace: true for a sibling pair); failure reason
         #                     unknown_token | expired | wrong_client | session_revoked |
         #                     inactive_user

@@ -6,7 +6,7 @@ import unicodedata
 import uuid
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from idp import audit
@@ -212,9 +212,24 @@ class AccountService:
                 "login.failure", "denied", user_id=public_id, reason="unverified", email=email
             )
             raise EmailNotVerified()
-        if self.passwords.needs_rehash(user.password_hash):
-            user.password_hash = self.passwords.hash(password)
-        user.last_login_at = now
+        changes: dict[str, object] = {"last_login_at": now}
+        if self.passwords.needs_rehash(stored_hash):
+            changes["password_hash"] = self.passwords.hash(password)
+        # The password may have changed while it was checked (a reset in another request). The
+        # login stands only if the checked hash is still the stored one; this UPDATE holds the
+        # user's row until the session is committed, so a reset that commits after it ends that
+        # session, and one that committed before it makes the login fail here.
+        still_current = db.session.execute(
+            update(User)
+            .where(User.id == user.id, User.password_hash == stored_hash)
+            .values(**changes)
+        ).rowcount
+        if still_current != 1:
+            db.session.rollback()
+            why = "password_changed"
+            audit.record("login.failure", "failure", user_id=public_id, reason=why, email=email)
+            self.login_failures.hit(account_key)
+            raise InvalidCredentials()
         return user
 
     def login(self, email: str, password: str, now: datetime) -> TokenPair:

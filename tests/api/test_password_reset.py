@@ -4,6 +4,7 @@ from sqlalchemy import select
 
 from idp.extensions import db
 from idp.models import OneTimeToken
+from idp.services.passwords import PasswordService
 from tests.flows import (
     API,
     PASSWORD,
@@ -103,3 +104,32 @@ def test_a_verification_token_cannot_reset_a_password(client, mailbox):
     )
     verification = mailbox.wait_for(email)[0].token
     assert confirm(client, verification).status_code == 400
+
+
+def test_a_reset_committed_while_a_login_checks_the_old_password_refuses_that_login(
+    app, client, mailbox, monkeypatch
+):
+    # An attacker who knows the old password logs in; the owner's reset commits while the
+    # login's slow hash check runs. The login must not open a session the reset missed.
+    user = logged_in_user(client, mailbox)
+    request_reset(client, user.email)
+    token = mailbox.wait_for(user.email, 2)[-1].token
+    real_verify = PasswordService.verify
+    resets: list[int] = []
+
+    def verify_while_the_owner_resets(self, password_hash, password):
+        matched = real_verify(self, password_hash, password)
+        if not resets:
+            resets.append(confirm(app.test_client(), token).status_code)
+        return matched
+
+    monkeypatch.setattr(PasswordService, "verify", verify_while_the_owner_resets)
+    late = login(client, user.email, PASSWORD)
+    monkeypatch.undo()
+
+    assert resets == [200]
+    assert late.status_code == 401, late.json
+    assert late.json["code"] == "invalid_credentials"
+    assert verify_token(client, user.token).status_code == 401
+    assert login(client, user.email, PASSWORD).status_code == 401
+    assert login(client, user.email, NEW_PASSWORD).status_code == 200

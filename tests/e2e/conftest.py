@@ -279,10 +279,10 @@ def _launcher(
     """Yield a function that starts servers, each in a new folder; stop them all afterwards."""
     servers: list[Gunicorn] = []
 
-    def start(smtp_port: int | None = None) -> Gunicorn:
+    def start(smtp_port: int | None = None, **extra: str) -> Gunicorn:
         port = free_port()
         folder = new_folder()
-        env = server_env(settings, folder / "keys", port, smtp_port or default_smtp_port)
+        env = server_env(settings, folder / "keys", port, smtp_port or default_smtp_port, **extra)
         server = Gunicorn(env, port, folder)
         servers.append(server)
         server.start()

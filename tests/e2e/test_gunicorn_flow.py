@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -157,6 +158,53 @@ def test_full_user_journey(server, smtp):
     assert reused.status_code == 400, reused.text
     assert reused.json()["code"] == "invalid_token"
     assert api.login(email, "Another-Horse-99").status_code == 401
+    assert api.login(email, NEW_PASSWORD).status_code == 200
+    assert "Traceback" not in server.error_log.read_text()
+
+
+# -- a login racing a password reset ---------------------------------------------------------
+
+
+def test_a_login_with_the_old_password_never_outlives_a_reset_it_overlaps(launch, smtp):
+    # Hashes of tens of milliseconds, so that logins with the old password are mid-check when
+    # the reset commits: none of them may leave a session the reset did not end.
+    server = launch(IDP_ARGON2_TIME_COST="2", IDP_ARGON2_MEMORY_COST="32768")
+    api = Api(server)
+    email = unique_email("reset-race")
+    registered_and_verified(api, smtp.mailbox, email)
+    assert api.reset(email).status_code == 200
+    reset_token = link_token(last_mail(smtp.mailbox, email, 2), "reset-password")
+    stop = threading.Event()
+    sessions: list[dict[str, Any]] = []
+    refused = 0
+
+    def keep_logging_in() -> None:
+        nonlocal refused
+        while not stop.is_set():
+            response = api.login(email)
+            if response.status_code == 200:
+                sessions.append(response.json()["data"])
+            else:
+                assert response.status_code == 401, response.text
+                refused += 1
+
+    with ThreadPoolExecutor(4) as pool:
+        runs = [pool.submit(keep_logging_in) for _ in range(4)]
+        time.sleep(0.5)
+        confirmed = api.post(
+            "password-reset-confirm", {"token": reset_token, "new_password": NEW_PASSWORD}
+        )
+        time.sleep(0.3)
+        stop.set()
+        for run in runs:
+            run.result()
+
+    assert confirmed.status_code == 200, confirmed.text
+    assert sessions and refused, (len(sessions), refused)
+    survivors = [s for s in sessions if api.verify_token(s["token"]).status_code != 401]
+    survivors += [s for s in sessions if api.refresh(s["refresh_token"]).status_code != 401]
+    assert survivors == [], f"{len(survivors)} of {len(sessions)} logins outlived the reset"
+    assert api.login(email).status_code == 401
     assert api.login(email, NEW_PASSWORD).status_code == 200
     assert "Traceback" not in server.error_log.read_text()
 
