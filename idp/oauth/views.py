@@ -23,9 +23,14 @@ def refuse_repeated_parameters() -> Response | None:
     """RFC 6749 3.1, 3.2: a parameter must not appear twice (which copy would count?)."""
     if request.method != "POST":
         return None
-    for source in (request.args, request.form):
-        if any(len(values) > 1 for values in source.listvalues()):
-            return _invalid_request("A parameter is repeated.")
+    # The parameters of these endpoints travel in the form body (RFC 6749 4.4.2, 6; RFC 7009
+    # 2.1; RFC 7662 2.1). Authlib would also read some from the query string, the query copy
+    # first: `?scope=a` beside a body `scope=b` would be two values for one parameter, and a
+    # query string ends up in access logs.
+    if request.args:
+        return _invalid_request("Send the parameters in the form body, not in the query string.")
+    if any(len(values) > 1 for values in request.form.listvalues()):
+        return _invalid_request("A parameter is repeated.")
     # RFC 6749 2.3: a client must not use more than one authentication method in a request
     # (HTTP Basic and a client_secret in the body could even name two different clients).
     scheme = request.headers.get("Authorization", "").split(None, 1)[:1]

@@ -6,7 +6,12 @@ import base64
 from typing import Any
 
 from authlib.integrations.flask_oauth2 import AuthorizationServer
-from authlib.oauth2.rfc6749.authenticate_client import authenticate_client_secret_basic
+from authlib.oauth2.rfc6749.authenticate_client import (
+    authenticate_client_secret_basic,
+    authenticate_client_secret_post,
+    authenticate_none,
+)
+from authlib.oauth2.rfc6749.errors import InvalidClientError
 from flask import Flask, current_app
 
 from idp.oauth2.clients import Client
@@ -30,6 +35,20 @@ def query_client(client_id: str) -> Client | None:
     return Client.from_row(row) if row is not None else None
 
 
+def _unknown_is_unauthenticated(method: Any, query_client: Any, request: Any) -> Client | None:
+    """Run an Authlib client authentication method; an unknown client_id authenticates nobody.
+
+    Authlib answers an unknown client with its own message ("does not exist on this server"),
+    and with client_secret_post a 400, where a known client with a wrong secret gets a 401 that
+    names the methods: the difference tells an attacker which client_ids exist. Returning None
+    leaves one answer for both (RFC 6749 5.2 invalid_client).
+    """
+    try:
+        return method(query_client, request)
+    except InvalidClientError:
+        return None
+
+
 def authenticate_basic(query_client: Any, request: Any) -> Client | None:
     """client_secret_basic, where credentials that are not base64 of UTF-8 authenticate nobody.
 
@@ -43,7 +62,17 @@ def authenticate_basic(query_client: Any, request: Any) -> Client | None:
             base64.b64decode(parts[1]).decode("utf-8")
         except ValueError:  # non-ASCII or malformed base64, or bytes that are not UTF-8
             return None
-    return authenticate_client_secret_basic(query_client, request)
+    return _unknown_is_unauthenticated(authenticate_client_secret_basic, query_client, request)
+
+
+def authenticate_post(query_client: Any, request: Any) -> Client | None:
+    """client_secret_post; an unknown client_id answers like a wrong secret."""
+    return _unknown_is_unauthenticated(authenticate_client_secret_post, query_client, request)
+
+
+def authenticate_public(query_client: Any, request: Any) -> Client | None:
+    """none (the public API client); an unknown client_id answers like a wrong secret."""
+    return _unknown_is_unauthenticated(authenticate_none, query_client, request)
 
 
 def save_token(token: dict[str, Any], request: Any) -> None:
@@ -55,6 +84,8 @@ def config_oauth(app: Flask) -> AuthorizationServer:
     server = AuthorizationServer()
     server.init_app(app, query_client=query_client, save_token=save_token)
     server.register_client_auth_method("client_secret_basic", authenticate_basic)
+    server.register_client_auth_method("client_secret_post", authenticate_post)
+    server.register_client_auth_method("none", authenticate_public)
     server.register_token_generator("client_credentials", generate_client_token)
     server.register_grant(ClientCredentialsGrant)
     server.register_grant(RefreshTokenGrant)

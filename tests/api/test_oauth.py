@@ -10,6 +10,7 @@ import base64
 import json
 import re
 import time
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -95,12 +96,6 @@ def assert_oauth_error(response: Any, status: int | tuple[int, ...], *errors: st
     assert "success" not in body
     assert "access_token" not in body
     assert "active" not in body
-
-
-def invalid_client_status(method: str) -> int | tuple[int, ...]:
-    """RFC 6749 5.2: 401 when the client authenticated with the Authorization header; with
-    client_secret_post the server may answer 400 or 401."""
-    return 401 if method == "basic" else (400, 401)
 
 
 def unverified(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -204,10 +199,32 @@ def test_a_wrong_secret_is_invalid_client(client, service, method):
 
 
 @pytest.mark.parametrize("method", ["basic", "post"])
-def test_an_unknown_client_is_invalid_client(client, service, method):
-    unknown = Credentials("no-such-client", service.client_secret)
-    response = client_token(client, unknown, method)
-    assert_oauth_error(response, invalid_client_status(method), "invalid_client")
+def test_an_unknown_client_gets_the_answer_of_a_wrong_secret(client, service, method):
+    # The answer must not tell an attacker which client_ids exist.
+    unknown = client_token(client, Credentials(uuid.uuid4().hex, service.client_secret), method)
+    wrong = client_token(client, Credentials(service.client_id, "x" * 43), method)
+    assert_oauth_error(unknown, 401, "invalid_client")
+    assert unknown.status_code == wrong.status_code
+    assert unknown.get_json() == wrong.get_json()
+    assert unknown.headers.get("WWW-Authenticate") == wrong.headers.get("WWW-Authenticate")
+
+
+@pytest.mark.parametrize("path", [INTROSPECT, REVOKE])
+def test_an_unknown_client_gets_the_answer_of_a_wrong_secret_on_every_endpoint(
+    client, service, path
+):
+    unknown = Credentials(uuid.uuid4().hex, service.client_secret)
+    wrong = Credentials(service.client_id, "x" * 43)
+    answers = [client.post(path, data={"token": "x"}, auth=c.basic) for c in (unknown, wrong)]
+    assert_oauth_error(answers[0], 401, "invalid_client")
+    assert answers[0].status_code == answers[1].status_code
+    assert answers[0].get_json() == answers[1].get_json()
+
+
+def test_an_unknown_public_client_id_is_invalid_client(client, user):
+    form = {"grant_type": "refresh_token", "refresh_token": user.refresh_token}
+    response = client.post(TOKEN, data={**form, "client_id": uuid.uuid4().hex})
+    assert_oauth_error(response, 401, "invalid_client")
 
 
 @pytest.mark.parametrize(
@@ -221,7 +238,7 @@ def test_a_hostile_client_id_is_invalid_client_not_a_server_error(
 ):
     hostile = Credentials(client_id, service.client_secret)
     response = client_token(client, hostile, method)
-    assert_oauth_error(response, invalid_client_status(method), "invalid_client")
+    assert_oauth_error(response, 401, "invalid_client")
 
 
 @pytest.mark.parametrize(
@@ -622,7 +639,7 @@ def test_a_deleted_client_loses_its_tokens_and_its_access(app, client, service):
     assert introspect(client, service, token).json == {"active": False}
     assert_oauth_error(client_token(client, doomed), 401, "invalid_client")
     response = client_token(client, doomed, "post")
-    assert_oauth_error(response, invalid_client_status("post"), "invalid_client")
+    assert_oauth_error(response, 401, "invalid_client")
     # It cannot introspect or revoke either.
     assert_oauth_error(introspect(client, doomed, token), 401, "invalid_client")
     response = client.post(REVOKE, data={"token": token}, auth=doomed.basic)
@@ -667,6 +684,19 @@ def test_a_repeated_parameter_is_an_invalid_request(client, path):
     )
     assert response.status_code == 400
     assert response.json["error"] == "invalid_request"
+    assert response.headers["Cache-Control"] == "no-store"
+
+
+@pytest.mark.parametrize("path", ["/oauth/token", "/oauth/introspect", "/oauth/revoke"])
+@pytest.mark.parametrize(
+    "query", ["scope=read", "grant_type=refresh_token", "token=x", "anything=1"]
+)
+def test_parameters_in_the_query_string_are_an_invalid_request(client, service, path, query):
+    # With the same parameter in the body too, which copy would count? None: the request is
+    # refused before any of it is read, and nothing is issued or revoked.
+    form = {"grant_type": "client_credentials", "scope": "write", "token": "y"}
+    response = client.post(f"{path}?{query}", data=form, auth=service.basic)
+    assert_oauth_error(response, 400, "invalid_request")
     assert response.headers["Cache-Control"] == "no-store"
 
 
