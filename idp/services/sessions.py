@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import joinedload
 
 from idp import audit
@@ -17,6 +18,9 @@ from idp.models import RefreshSession, RefreshToken, RevokedAccessToken, User
 from idp.services.access_tokens import AccessToken, AccessTokenService
 from idp.services.revocation_cache import RevocationCache
 from idp.services.secret_tokens import digest, new_secret
+
+# INSERT ... ON CONFLICT DO NOTHING, in each dialect we run on.
+_DIALECT_INSERTS = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
 
 # Revocation reasons, kept on the session row.
 LOGOUT = "logout"
@@ -194,10 +198,18 @@ class SessionService:
         )
 
     def deny_access_token(self, claims: dict, now: datetime) -> None:
-        """Put an access token's jti on the denylist until it expires; the caller commits."""
-        if db.session.get(RevokedAccessToken, claims["jti"]) is None:
-            expires_at = datetime.fromtimestamp(claims["exp"], tz=now.tzinfo)
-            db.session.add(RevokedAccessToken(jti=claims["jti"], expires_at=expires_at))
+        """Put an access token's jti on the denylist until it expires; the caller commits.
+
+        Two revocations of one token at once (a double-clicked logout) both insert: the one that
+        comes second finds the row there and does nothing, instead of a unique-key error.
+        """
+        expires_at = datetime.fromtimestamp(claims["exp"], tz=now.tzinfo)
+        insert_or_ignore = _DIALECT_INSERTS[db.session.get_bind().dialect.name]
+        db.session.execute(
+            insert_or_ignore(RevokedAccessToken)
+            .values(jti=claims["jti"], expires_at=expires_at)
+            .on_conflict_do_nothing(index_elements=["jti"])
+        )
 
     def _revoke(self, session: RefreshSession, reason: str, now: datetime) -> None:
         session.revoked_at = now
