@@ -127,6 +127,9 @@ def _json_body(optional: bool) -> Any:
         raise UnsupportedMediaType(headers={"Accept-Encoding": "identity"})
     try:
         text = request.get_data(cache=True).decode("utf-8-sig")
+        if optional and not text.strip():
+            # An empty body sent with a JSON content type (many HTTP clients add the header).
+            return {}
         payload = json.loads(text, object_pairs_hook=_unique_names, parse_constant=_no_constant)
     except (BadRequest, ValueError, RecursionError) as exc:
         # ValueError: not UTF-8, not JSON, a repeated name, NaN/Infinity, an integer too long.

@@ -37,6 +37,16 @@ def test_logout_without_a_body(client, mailbox):
     assert verify_token(client, user.token).status_code == 401
 
 
+def test_logout_with_an_empty_json_body(client, mailbox):
+    # Many HTTP clients send the JSON content type with every request, body or not.
+    user = logged_in_user(client, mailbox)
+    response = client.post(
+        f"{API}/logout/", data="", content_type="application/json", headers=user.auth
+    )
+    assert response.status_code == 200, response.json
+    assert verify_token(client, user.token).status_code == 401
+
+
 def test_logout_of_one_session_leaves_the_others(client, mailbox):
     user = logged_in_user(client, mailbox)
     other = client.post(f"{API}/login/", json={"email": user.email, "password": user.password})
