@@ -269,6 +269,10 @@ class AccountService:
             raise ValidationFailed(errors={"new_password": problems})
         user.password_hash = password_hash
         user.sessions_valid_after = now
+        if user.email_verified_at is None:
+            # The link came to the mailbox, as a verification link does: it proves the address.
+            user.email_verified_at = now
+            user.is_active = True
         ended = self.sessions.revoke_all_for_user(user, PASSWORD_RESET, now)
         public_id = user.public_id
         db.session.commit()

@@ -209,6 +209,49 @@ def test_a_login_with_the_old_password_never_outlives_a_reset_it_overlaps(launch
     assert "Traceback" not in server.error_log.read_text()
 
 
+# -- double clicks -----------------------------------------------------------------------------
+
+
+def test_a_double_clicked_logout_is_never_a_server_error(server, smtp):
+    api = Api(server)
+    email = unique_email("double-logout")
+    registered_and_verified(api, smtp.mailbox, email)
+    for _ in range(5):
+        session = api.login(email).json()["data"]
+        results = race([lambda s=session: api.logout(s) for _ in range(2)])
+        statuses = sorted(getattr(r, "status_code", repr(r)) for r in results)
+        # Both revoke the same token: the second finds it revoked or already on the denylist.
+        assert statuses in ([200, 200], [200, 401]), [getattr(r, "text", r) for r in results]
+        assert api.verify_token(session["token"]).status_code == 401
+    assert "Traceback" not in server.error_log.read_text()
+
+
+@pytest.mark.parametrize("flow", ["verify-email", "password-reset-confirm"])
+def test_two_links_of_one_account_used_at_once_give_one_success(server, smtp, flow):
+    api = Api(server)
+    for round_ in range(4):
+        email = unique_email(f"two-links-{round_}")
+        if flow == "verify-email":
+            assert api.register(email).status_code == 201
+            first = last_mail(smtp.mailbox, email, 1).token
+            # Only the newest link works; racing it with the spent one must still be clean.
+            assert api.post("resend-verification", {"email": email}).status_code == 200
+            second = last_mail(smtp.mailbox, email, 2).token
+            bodies = [{"token": t} for t in (first, second)]
+        else:
+            registered_and_verified(api, smtp.mailbox, email)
+            assert api.reset(email).status_code == 200
+            first = last_mail(smtp.mailbox, email, 2).token
+            assert api.reset(email).status_code == 200
+            second = last_mail(smtp.mailbox, email, 3).token
+            bodies = [{"token": t, "new_password": NEW_PASSWORD} for t in (first, second)]
+        results = race([lambda b=body: api.post(flow, b) for body in bodies])
+        statuses = [getattr(r, "status_code", repr(r)) for r in results]
+        assert statuses == [400, 200], [getattr(r, "text", r) for r in results]
+        assert results[0].json()["code"] == "invalid_token"
+    assert "Traceback" not in server.error_log.read_text()
+
+
 # -- racing sign-ups -------------------------------------------------------------------------
 
 
