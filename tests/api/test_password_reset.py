@@ -10,6 +10,7 @@ from tests.flows import (
     PASSWORD,
     logged_in_user,
     login,
+    register,
     settle,
     unique_email,
     verify_token,
@@ -133,3 +134,25 @@ def test_a_reset_committed_while_a_login_checks_the_old_password_refuses_that_lo
     assert verify_token(client, user.token).status_code == 401
     assert login(client, user.email, PASSWORD).status_code == 401
     assert login(client, user.email, NEW_PASSWORD).status_code == 200
+
+
+def test_a_newer_reset_link_spends_the_older_one(client, mailbox):
+    user = logged_in_user(client, mailbox)
+    request_reset(client, user.email)
+    older = mailbox.wait_for(user.email, 2)[-1].token
+    request_reset(client, user.email)
+    newer = mailbox.wait_for(user.email, 3)[-1].token
+    refused = confirm(client, older)
+    assert refused.status_code == 400 and refused.json["code"] == "invalid_token"
+    assert confirm(client, newer).status_code == 200
+
+
+def test_a_reset_of_a_never_verified_account_verifies_it(client, mailbox):
+    email = unique_email()
+    assert register(client, email).status_code == 201
+    mailbox.wait_for(email)
+    assert login(client, email, PASSWORD).status_code == 403
+    request_reset(client, email)
+    token = mailbox.wait_for(email, 2)[-1].token
+    assert confirm(client, token).status_code == 200
+    assert login(client, email, NEW_PASSWORD).status_code == 200

@@ -77,3 +77,13 @@ def test_resend_for_a_verified_account_sends_nothing(client, mailbox):
     assert response.status_code == 200
     settle(client)
     assert len(mailbox.to(email)) == 1
+
+
+def test_a_resent_link_spends_the_first_one(client, mailbox):
+    email, first = _registered(client, mailbox)
+    assert client.post(f"{API}/resend-verification/", json={"email": email}).status_code == 200
+    resent = mailbox.wait_for(email, 2)[-1].token
+    refused = client.post(f"{API}/verify-email/", json={"token": first})
+    assert refused.status_code == 400 and refused.json["code"] == "invalid_token"
+    assert client.post(f"{API}/verify-email/", json={"token": resent}).status_code == 200
+    assert login(client, email).status_code == 200
