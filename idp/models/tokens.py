@@ -66,6 +66,8 @@ class RefreshToken(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
     used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Set when a spent token got its one sibling pair within IDP_REFRESH_REUSE_GRACE.
+    grace_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     session: Mapped[RefreshSession] = relationship()
 

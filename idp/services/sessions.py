@@ -113,7 +113,14 @@ class SessionService:
             audit.record("session.refresh", "failure", reason=reason, **who)
             raise InvalidRefreshToken()
         in_grace = self.reuse_grace and row.used_at > now - self.reuse_grace
-        if in_grace and row.expires_at > now and session.user.is_active:
+        if (
+            in_grace
+            and row.expires_at > now
+            and session.user.is_active
+            # Once per token: a conditional UPDATE, so of two late copies only one gets a pair
+            # and a thief replaying it again within the grace is caught as reuse.
+            and db.session.execute(_CLAIM_GRACE, {"token_id": row.id, "now": now}).rowcount == 1
+        ):
             # Two tabs refreshing with one token at once: the late one gets a sibling token.
             pair = self._mint(session, session.user, now)
             db.session.commit()
@@ -260,6 +267,11 @@ _SPEND = (
     .returning(_tokens.c.session_id)
 )
 _INSERT_TOKEN = insert(_tokens)
+_CLAIM_GRACE = (
+    update(_tokens)
+    .where(_tokens.c.id == bindparam("token_id"), _tokens.c.grace_used_at.is_(None))
+    .values(grace_used_at=bindparam("now"))
+)
 _SESSION_WITH_USER = (
     select(RefreshSession)
     .options(joinedload(RefreshSession.user))

@@ -79,6 +79,19 @@ def test_grace_window_lets_a_just_rotated_token_be_replayed(make_app, mailbox):
     assert refresh(client, first.json["data"]["refresh_token"]).status_code == 200
 
 
+def test_the_grace_gives_one_sibling_pair_and_a_second_replay_is_reuse(make_app, mailbox):
+    client = make_app(IDP_REFRESH_REUSE_GRACE=30).test_client()
+    user = logged_in_user(client, mailbox)
+    first = refresh(client, user.refresh_token)
+    sibling = refresh(client, user.refresh_token)
+    assert first.status_code == sibling.status_code == 200
+    # A third copy within the grace: the token has had its sibling, so this is a thief.
+    assert refresh(client, user.refresh_token).status_code == 401
+    for pair in (first.json["data"], sibling.json["data"]):
+        assert verify_token(client, pair["token"]).status_code == 401
+        assert refresh(client, pair["refresh_token"]).status_code == 401
+
+
 def test_grace_window_does_not_cover_an_old_replay(make_app, mailbox):
     app = make_app(IDP_REFRESH_REUSE_GRACE=5)
     client = app.test_client()
