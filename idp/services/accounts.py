@@ -211,6 +211,11 @@ class AccountService:
             audit.record(
                 "login.failure", "denied", user_id=public_id, reason="unverified", email=email
             )
+            if self.registration_privacy:
+                # Registration answers 201 for a taken address too, and its owner gets a mail.
+                # A 403 here would tell the registrant that their sign-up made the account (it
+                # knows that password) while a taken address answers 401: so both answer 401.
+                raise InvalidCredentials()
             raise EmailNotVerified()
         changes: dict[str, object] = {"last_login_at": now}
         if self.passwords.needs_rehash(stored_hash):

@@ -3,7 +3,7 @@
 import statistics
 import time
 
-from tests.flows import API, register, register_and_verify, settle, unique_email
+from tests.flows import API, login, register, register_and_verify, settle, unique_email
 
 SLOW_ARGON2 = {
     "IDP_ARGON2_TIME_COST": 2,
@@ -79,6 +79,24 @@ def test_registration_privacy_answers_a_taken_address_like_a_new_one(make_app, m
             settle(client)
     taken, fresh = statistics.median(taken_samples), statistics.median(fresh_samples)
     assert abs(taken - fresh) <= 0.3 * max(taken, fresh), (taken, fresh)
+
+
+def test_with_privacy_a_login_after_signing_up_does_not_tell_a_taken_address(make_app, mailbox):
+    # The attacker signs up with a password of their choosing, then logs in with it: a taken
+    # address (someone else's password) and a free one (the attacker's unverified account)
+    # must answer alike.
+    client = make_app(IDP_REGISTRATION_PRIVACY=True).test_client()
+    taken = unique_email()
+    register_and_verify(client, mailbox, taken)
+    free = unique_email()
+    answers = []
+    for address in (taken, free):
+        assert register(client, address, "Attacker-Chosen-77").status_code == 201
+        answers.append(login(client, address, "Attacker-Chosen-77"))
+    assert answers[0].status_code == answers[1].status_code == 401
+    assert answers[0].json == answers[1].json
+    # The real owner of the taken address still logs in.
+    assert login(client, taken).status_code == 200
 
 
 def test_without_privacy_a_taken_address_is_409(client):
