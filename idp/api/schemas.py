@@ -24,20 +24,38 @@ def _no_control_characters(value: str) -> str:
     return value
 
 
+# Invisible characters that change how text around them reads: bidi overrides, zero-width
+# joiners and spaces (Cf), line and paragraph separators (Zl, Zp). A name with them is shown
+# in mails and by relying apps as something other than what it is.
+# The zero-width non-joiner and joiner stay: Persian, Indic scripts and emoji need them.
+_INVISIBLE = frozenset({"Cf", "Zl", "Zp"})
+_SCRIPT_JOINERS = frozenset({"\u200c", "\u200d"})
+
+
+def _printable_text(value: str) -> str:
+    _no_control_characters(value)
+    if any(unicodedata.category(ch) in _INVISIBLE and ch not in _SCRIPT_JOINERS for ch in value):
+        raise ValueError("must not contain invisible formatting characters")
+    return value
+
+
 def _name(value: str) -> str:
-    value = _no_control_characters(value).strip()
+    value = _printable_text(value).strip()
     if not value:
         raise ValueError("must not be blank")
     return value
 
 
 def _email(value: str) -> str:
+    # Trimmed first: a pasted address often ends in a tab or a newline.
+    value = value.strip()
     _no_control_characters(value)
     try:
         # Syntax only (no DNS from a request thread). ASCII local parts only (no SMTPUTF8): a
-        # Unicode look-alike of an address could otherwise register a second account.
+        # Unicode look-alike of an address could otherwise register a second account. Strict:
+        # a local part over 64 characters (RFC 5321 4.5.3.1.1) could never receive our mail.
         return validate_email(
-            value.strip(), check_deliverability=False, allow_smtputf8=False
+            value, check_deliverability=False, allow_smtputf8=False, strict=True
         ).normalized
     except EmailNotValidError as exc:
         raise ValueError(str(exc)) from exc
@@ -69,9 +87,9 @@ class RegisterParams(Params):
     password: Password
     first_name: Name
     last_name: Name
-    company_name: (
-        Annotated[str, Field(max_length=200), AfterValidator(_no_control_characters)] | None
-    ) = None
+    company_name: Annotated[str, Field(max_length=200), AfterValidator(_printable_text)] | None = (
+        None
+    )
 
 
 class EmailParams(Params):

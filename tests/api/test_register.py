@@ -67,6 +67,11 @@ def test_a_duplicate_email_in_any_case_is_409(client, spelling):
         ({"first_name": "Ada\x00"}, "first_name"),
         ({"last_name": "Love\nlace"}, "last_name"),
         ({"last_name": ["Lovelace"]}, "last_name"),
+        ({"email": "a" * 65 + "@example.com"}, "email"),
+        ({"first_name": "Ada\u202eecalevoL"}, "first_name"),
+        ({"last_name": "Love\u200blace"}, "last_name"),
+        ({"last_name": "Love\u2028lace"}, "last_name"),
+        ({"company_name": "Acme\u2066Inc"}, "company_name"),
         ({"company_name": 7}, "company_name"),
         ({"company_name": "x" * 201}, "company_name"),
     ],
@@ -83,6 +88,23 @@ def test_invalid_fields_are_400_with_per_field_errors(app, client, mailbox, chan
     with app.app_context():
         assert db.session.scalar(select(func.count()).select_from(User)) == 0
     assert mailbox.to(email) == []
+
+
+def test_a_pasted_address_with_a_trailing_tab_and_script_joiners_in_names_register(
+    app, client, mailbox
+):
+    email = unique_email()
+    body = {
+        "email": f" {email}\t\n",
+        "password": PASSWORD,
+        "first_name": "\u0639\u0644\u06cc\u200c\u0631\u0636\u0627",  # Persian, with a ZWNJ
+        "last_name": "Lovelace",
+    }
+    response = client.post(f"{API}/register/", json=body)
+    assert response.status_code == 201, response.json
+    with app.app_context():
+        stored = db.session.scalar(select(User).where(User.email == email))
+        assert stored is not None and stored.first_name == body["first_name"]
 
 
 def test_missing_fields_are_each_reported(client):
