@@ -40,8 +40,10 @@ def register(client: FlaskClient, email: str, password: str = PASSWORD, **extra:
     return client.post(f"{API}/register/", json=body)
 
 
-def register_and_verify(client: FlaskClient, mailbox: Mailbox, email: str) -> str:
-    response = register(client, email)
+def register_and_verify(
+    client: FlaskClient, mailbox: Mailbox, email: str, password: str = PASSWORD
+) -> str:
+    response = register(client, email, password)
     assert response.status_code == 201, response.json
     token = mailbox.wait_for(email)[-1].token
     verified = client.post(f"{API}/verify-email/", json={"token": token})

@@ -201,7 +201,8 @@ class AccountService:
         public_id = user.public_id if user is not None else None
         # End the read transaction before the deliberately slow hash.
         db.session.commit()
-        if not self.passwords.verify(stored_hash, password) or user is None:
+        checked = self.passwords.check(stored_hash, password)
+        if not checked.matched or user is None:
             reason = "unknown_account" if user is None else "bad_password"
             audit.record("login.failure", "failure", user_id=public_id, reason=reason, email=email)
             self.login_failures.hit(account_key)
@@ -218,7 +219,7 @@ class AccountService:
                 raise InvalidCredentials()
             raise EmailNotVerified()
         changes: dict[str, object] = {"last_login_at": now}
-        if self.passwords.needs_rehash(stored_hash):
+        if checked.rehash:
             changes["password_hash"] = self.passwords.hash(password)
         # The password may have changed while it was checked (a reset in another request). The
         # login stands only if the checked hash is still the stored one; this UPDATE holds the

@@ -5,6 +5,8 @@ from __future__ import annotations
 import gzip
 import secrets
 import threading
+import unicodedata
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
@@ -25,8 +27,18 @@ def common_passwords() -> frozenset[str]:
         return frozenset(line.strip() for line in handle if line.strip())
 
 
+def normalized(password: str) -> str:
+    """NFKC, as NIST SP 800-63B 5.1.1.2 asks: one password, however a keyboard composes it.
+
+    "é" typed as one code point (Windows) or as "e" + a combining accent (macOS) is the same
+    password, and "Password1" typed in full-width letters is "Password1", on the common list.
+    """
+    return unicodedata.normalize("NFKC", password)
+
+
 def password_policy_errors(password: str, email: str | None = None) -> list[str]:
     """Return what the password lacks under the policy; an empty list means it is acceptable."""
+    password = normalized(password)
     problems = []
     if len(password) < MIN_PASSWORD_LENGTH:
         problems.append(f"Password must be at least {MIN_PASSWORD_LENGTH} characters long.")
@@ -49,6 +61,12 @@ def password_policy_errors(password: str, email: str | None = None) -> list[str]
     return problems
 
 
+@dataclass(frozen=True)
+class PasswordCheck:
+    matched: bool
+    rehash: bool  # other parameters, or a hash of the password as typed before normalisation
+
+
 class PasswordService:
     """Hash and verify passwords with argon2id at the configured cost."""
 
@@ -66,16 +84,33 @@ class PasswordService:
         self._dummy_hash = self._hasher.hash(secrets.token_urlsafe(16))
 
     def hash(self, password: str) -> str:
-        """Return an argon2id hash of the password."""
+        """Return an argon2id hash of the (normalised) password."""
         with self._slots:
-            return self._hasher.hash(password)
+            return self._hasher.hash(normalized(password))
 
     def verify(self, password_hash: str | None, password: str) -> bool:
         """Check a password; with no hash, burn the same time and return False."""
+        return self.check(password_hash, password).matched
+
+    def check(self, password_hash: str | None, password: str) -> PasswordCheck:
+        """Check a password, and say whether its stored hash should be made again.
+
+        The normalised form is tried first. A password that normalisation changes is also tried
+        as typed: a hash stored before passwords were normalised is of that form. Which forms
+        are tried depends on the input only, never on the account, so it reveals nothing.
+        """
+        stored = password_hash or self._dummy_hash
+        form = normalized(password)
+        if self._matches(stored, form):
+            return PasswordCheck(password_hash is not None, self.needs_rehash(stored))
+        if form != password and self._matches(stored, password):
+            return PasswordCheck(password_hash is not None, rehash=True)
+        return PasswordCheck(False, rehash=False)
+
+    def _matches(self, stored: str, password: str) -> bool:
         try:
             with self._slots:
-                matched = self._hasher.verify(password_hash or self._dummy_hash, password)
-            return matched and password_hash is not None
+                return self._hasher.verify(stored, password)
         except (VerifyMismatchError, VerificationError, InvalidHashError):
             return False
 

@@ -1,5 +1,6 @@
 import statistics
 import time
+import unicodedata
 
 from argon2 import PasswordHasher
 from sqlalchemy import select
@@ -87,6 +88,37 @@ def test_a_stored_hash_with_old_parameters_is_upgraded_at_login(app, client, mai
     with app.app_context():
         upgraded = db.session.scalar(select(User.password_hash).where(User.email == email))
     assert upgraded != old and "m=1024" in upgraded
+
+
+COMPOSED = unicodedata.normalize("NFC", "Café-Crème-2024")
+DECOMPOSED = unicodedata.normalize("NFD", COMPOSED)
+
+
+def test_a_password_typed_composed_or_decomposed_is_one_password(client, mailbox):
+    # Windows keyboards type "é" as one code point, macOS often as "e" + a combining accent.
+    assert COMPOSED != DECOMPOSED
+    email = unique_email()
+    register_and_verify(client, mailbox, email, password=DECOMPOSED)
+    assert login(client, email, COMPOSED).status_code == 200
+    assert login(client, email, DECOMPOSED).status_code == 200
+
+
+def test_a_hash_of_an_unnormalised_password_still_logs_in_and_is_upgraded(app, client, mailbox):
+    # Stored before passwords were normalised: the hash is of the form as typed.
+    email = unique_email()
+    register_and_verify(client, mailbox, email)
+    legacy = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1).hash(DECOMPOSED)
+    with app.app_context():
+        user = db.session.scalar(select(User).where(User.email == email))
+        user.password_hash = legacy
+        db.session.commit()
+    assert login(client, email, DECOMPOSED).status_code == 200
+    with app.app_context():
+        upgraded = db.session.scalar(select(User.password_hash).where(User.email == email))
+    assert upgraded != legacy
+    assert PasswordHasher().verify(upgraded, COMPOSED)
+    assert login(client, email, COMPOSED).status_code == 200
+    assert login(client, email, "Cafe-Creme-2024").status_code == 401
 
 
 def test_an_overlong_password_is_refused_before_hashing(client, mailbox):

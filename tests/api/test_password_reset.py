@@ -115,16 +115,16 @@ def test_a_reset_committed_while_a_login_checks_the_old_password_refuses_that_lo
     user = logged_in_user(client, mailbox)
     request_reset(client, user.email)
     token = mailbox.wait_for(user.email, 2)[-1].token
-    real_verify = PasswordService.verify
+    real_check = PasswordService.check
     resets: list[int] = []
 
-    def verify_while_the_owner_resets(self, password_hash, password):
-        matched = real_verify(self, password_hash, password)
+    def check_while_the_owner_resets(self, password_hash, password):
+        checked = real_check(self, password_hash, password)
         if not resets:
             resets.append(confirm(app.test_client(), token).status_code)
-        return matched
+        return checked
 
-    monkeypatch.setattr(PasswordService, "verify", verify_while_the_owner_resets)
+    monkeypatch.setattr(PasswordService, "check", check_while_the_owner_resets)
     late = login(client, user.email, PASSWORD)
     monkeypatch.undo()
 

@@ -25,6 +25,12 @@ def test_common_passwords_are_refused_whatever_their_case(password):
     assert "This password is too common." in password_policy_errors(password)
 
 
+def test_a_common_password_in_full_width_letters_is_still_common():
+    full_width = "".join(chr(ord(ch) + 0xFEE0) for ch in "Password1")
+    assert full_width != "Password1"
+    assert "This password is too common." in password_policy_errors(full_width)
+
+
 @pytest.mark.parametrize(
     ("password", "email", "ok"),
     [
