@@ -86,7 +86,8 @@ SETTINGS: dict[str, tuple[Callable[[str], Any], Any]] = {
     "IDP_RATELIMIT_SESSION": (str, "30 per minute"),
     "IDP_RATELIMIT_VERIFY": (str, "300 per minute"),
     "IDP_RATELIMIT_OAUTH": (str, "300 per minute"),
-    "IDP_LOGIN_FAILURES_PER_ACCOUNT": (str, "10 per 15 minutes"),
+    "IDP_LOGIN_FAILURES_PER_ACCOUNT": (str, "100 per hour"),
+    "IDP_LOGIN_FAILURES_PER_SOURCE": (str, "10 per 15 minutes"),
     "IDP_MAILS_PER_ADDRESS": (str, "5 per hour"),
     "IDP_RATELIMIT_PREFIX": (str, "idp"),
     "IDP_ARGON2_MAX_CONCURRENT": (_int, 2),
@@ -151,6 +152,7 @@ def load_settings(
         "IDP_RATELIMIT_VERIFY",
         "IDP_RATELIMIT_OAUTH",
         "IDP_LOGIN_FAILURES_PER_ACCOUNT",
+        "IDP_LOGIN_FAILURES_PER_SOURCE",
         "IDP_MAILS_PER_ADDRESS",
     ):
         try:

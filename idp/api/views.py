@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Response, g
+from flask import Blueprint, Response, g, request
 
 from idp.api import envelope
 from idp.api.require_token import bearer_token, require_token, verify_request_token
@@ -79,7 +79,9 @@ def resend_verification() -> tuple[Response, int]:
 @bp.post("/login/")
 def login() -> tuple[Response, int]:
     params = parse(LoginParams)
-    pair = get_services().accounts.login(params.email, params.password, utcnow())
+    pair = get_services().accounts.login(
+        params.email, params.password, utcnow(), source=request.remote_addr
+    )
     return envelope.success("Login successful.", token_json(pair))
 
 

@@ -48,6 +48,7 @@ class AccountService:
         jobs: BackgroundJobs,
         login_failures: Throttle,
         *,
+        source_failures: Throttle | None = None,
         api_client_id: str,
         registration_privacy: bool,
     ) -> None:
@@ -58,7 +59,11 @@ class AccountService:
         outbox.resolvers[ACCOUNT_EXISTS] = self._account_exists_mail
         self.sessions = sessions
         self.jobs = jobs
+        # Failed logins per account from anywhere (a wall against credential stuffing from
+        # many addresses, loose enough that a stranger needs many addresses to lock a user
+        # out), and per account and client address (tight: one source guessing one account).
         self.login_failures = login_failures
+        self.source_failures = source_failures
         self.api_client_id = api_client_id
         self.registration_privacy = registration_privacy
 
@@ -183,17 +188,29 @@ class AccountService:
         """
         self._request_mail(VERIFY_EMAIL_MAIL, email, now)
 
-    def authenticate(self, email: str, password: str, now: datetime) -> User:
-        """Check a login; unknown email and wrong password fail alike and cost the same."""
-        # Counted per address whether or not an account has it: a wall for credential stuffing
-        # from many addresses, and the same 429 for every account.
-        account_key = canonical_email(email)
-        if not self.login_failures.allows(account_key):
-            audit.record("login.failure", "denied", reason="throttled", email=email)
-            raise TooManyFailedLogins(self.login_failures.resets_in(account_key))
+    def authenticate(
+        self, email: str, password: str, now: datetime, source: str | None = None
+    ) -> User:
+        """Check a login; unknown email and wrong password fail alike and cost the same.
+
+        `source` is the client's address, for the per-account-and-address failure limit.
+        """
+        # Counted per address whether or not an account has it: the same 429 for every account.
+        walls = [(self.login_failures, canonical_email(email))]
+        if self.source_failures is not None and source:
+            walls.append((self.source_failures, f"{walls[0][1]} {source}"))
+        for throttle, key in walls:
+            if not throttle.allows(key):
+                audit.record("login.failure", "denied", reason="throttled", email=email)
+                raise TooManyFailedLogins(throttle.resets_in(key))
+
+        def count_failure() -> None:
+            for throttle, key in walls:
+                throttle.hit(key)
+
         if len(password) > MAX_PASSWORD_LENGTH:
             audit.record("login.failure", "failure", reason="password_too_long", email=email)
-            self.login_failures.hit(account_key)
+            count_failure()
             raise InvalidCredentials()  # no stored password can be this long
         user = self.find_by_email(email)
         stored_hash = user.password_hash if user is not None else None
@@ -205,7 +222,7 @@ class AccountService:
         if not checked.matched or user is None:
             reason = "unknown_account" if user is None else "bad_password"
             audit.record("login.failure", "failure", user_id=public_id, reason=reason, email=email)
-            self.login_failures.hit(account_key)
+            count_failure()
             raise InvalidCredentials()
         # Only someone who knows the password learns that the address is unverified.
         if user.email_verified_at is None or not user.is_active:
@@ -234,13 +251,15 @@ class AccountService:
             db.session.rollback()
             why = "password_changed"
             audit.record("login.failure", "failure", user_id=public_id, reason=why, email=email)
-            self.login_failures.hit(account_key)
+            count_failure()
             raise InvalidCredentials()
         return user
 
-    def login(self, email: str, password: str, now: datetime) -> TokenPair:
+    def login(
+        self, email: str, password: str, now: datetime, source: str | None = None
+    ) -> TokenPair:
         """Check a login and open a session for the /api/v1/auth client."""
-        user = self.authenticate(email, password, now)
+        user = self.authenticate(email, password, now, source)
         pair = self.sessions.start(user, self.api_client_id, API_SCOPE, now)
         audit.record(
             "login.success",

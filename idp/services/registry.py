@@ -111,6 +111,7 @@ def init_app(app: Flask, settings: dict[str, Any]) -> Services:
             sessions,
             jobs,
             throttle("user.login", "IDP_LOGIN_FAILURES_PER_ACCOUNT"),
+            source_failures=throttle("user.login_source", "IDP_LOGIN_FAILURES_PER_SOURCE"),
             api_client_id=settings["IDP_API_CLIENT_ID"],
             registration_privacy=settings["IDP_REGISTRATION_PRIVACY"],
         ),

@@ -117,6 +117,34 @@ def test_failed_logins_for_one_account_hit_a_wall_from_any_address(make_app, mai
     assert attempt(20, other, PASSWORD).status_code == 200
 
 
+def test_one_address_guessing_one_account_is_stopped_without_locking_the_owner_out(
+    make_app, mailbox
+):
+    # The tight wall is per account and client address; the one per account alone is loose
+    # (NIST SP 800-63B allows up to 100), so a stranger cannot cheaply lock the owner out.
+    client = make_app(
+        IDP_TRUSTED_PROXIES=1, IDP_LOGIN_FAILURES_PER_SOURCE="3 per 15 minutes", **LIMITED
+    ).test_client()
+    email = unique_email()
+    register_and_verify(client, mailbox, email)
+    stranger = unique_email()
+
+    def attempt(address, password, source):
+        body = {"email": address, "password": password}
+        return client.post(f"{API}/login/", json=body, headers={"X-Forwarded-For": source})
+
+    # (Each address stays under the per-address route limit of 5 per minute.)
+    for _ in range(3):
+        assert attempt(email, "Wrong-Pass-1", "203.0.113.7").status_code == 401
+        assert attempt(stranger, "Wrong-Pass-1", "203.0.113.8").status_code == 401
+    locked = attempt(email, PASSWORD, "203.0.113.7")
+    unknown = attempt(stranger, PASSWORD, "203.0.113.8")
+    assert_rate_limited(locked, window=15 * 60)
+    assert locked.json == unknown.json and unknown.status_code == 429
+    # The owner, from their own address, is not locked out.
+    assert attempt(email, PASSWORD, "198.51.100.20").status_code == 200
+
+
 def test_successful_logins_are_not_counted_as_failures(make_app, mailbox):
     client = make_app(
         IDP_TRUSTED_PROXIES=1, IDP_LOGIN_FAILURES_PER_ACCOUNT="2 per 15 minutes", **LIMITED
