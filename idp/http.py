@@ -31,6 +31,7 @@ from idp.rate_limits import seconds_until_reset
 log = logging.getLogger(__name__)
 
 API_PREFIX = "/api/"
+CORS_PREFIXES = ("/api/", "/oauth/")  # the paths flask-cors answers for (see init_app)
 FOLDED_PREFIX = "/api/v1/auth/"
 _HTTP_TO_ERROR: dict[int, type[IdPError]] = {
     404: NotFound,
@@ -131,6 +132,7 @@ def init_app(app: Flask) -> None:
         },
         supports_credentials=False,
         allow_headers=["Authorization", "Content-Type"],
+        methods=["GET", "HEAD", "POST"],  # all the API and OAuth endpoints take
         max_age=600,
     )
     if settings["IDP_ISSUER"].startswith("https://"):
@@ -156,6 +158,12 @@ def _security_headers(response: Response) -> Response:
     headers.setdefault("Referrer-Policy", "no-referrer")
     headers.setdefault("X-Frame-Options", "DENY")
     headers.setdefault("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'")
+    # Whether the answer carries Access-Control-Allow-Origin depends on the Origin header, also
+    # when it does not (an unlisted origin): a shared cache must key on it.
+    origins = current_app.config["IDP"]["IDP_CORS_ORIGINS"]
+    varies = origins and request.path.startswith(CORS_PREFIXES)
+    if varies and "Origin" not in headers.get("Vary", ""):
+        headers.add("Vary", "Origin")
     if request.path.startswith(API_PREFIX) and not response.cache_control.public:
         # Tokens and user data: never in a shared or browser cache. Only an answer its view
         # declared public (the OpenAPI document) keeps its own Cache-Control.

@@ -118,6 +118,22 @@ def test_cors_allows_listed_origins_only_and_never_credentials(make_app):
     assert public.headers["Access-Control-Allow-Origin"] == "*"
 
 
+def test_cors_answers_vary_on_origin_and_offer_only_the_methods_we_serve(make_app):
+    client = make_app(IDP_CORS_ORIGINS="https://a.example.com,https://b.example.com").test_client()
+    for origin in ("https://a.example.com", "https://evil.example.net"):
+        # The public, cacheable document too: a shared cache must not serve one origin's
+        # answer (with or without Access-Control-Allow-Origin) to another.
+        for path in (f"{API}/openapi.json", f"{API}/login/"):
+            answer = client.get(path, headers={"Origin": origin})
+            assert "Origin" in answer.headers.get("Vary", ""), (path, origin)
+    preflight = client.options(
+        f"{API}/login/",
+        headers={"Origin": "https://a.example.com", "Access-Control-Request-Method": "POST"},
+    )
+    offered = {m.strip() for m in preflight.headers["Access-Control-Allow-Methods"].split(",")}
+    assert offered == {"GET", "HEAD", "POST"}
+
+
 def test_without_an_allowlist_no_origin_is_allowed(client):
     response = client.post(f"{API}/login/", json={}, headers={"Origin": "https://app.example.com"})
     assert "Access-Control-Allow-Origin" not in response.headers
