@@ -145,9 +145,13 @@ def test_a_claimed_or_finished_mail_is_never_sent_again(app, mailbox, status):
 
 
 def one_sent(outcomes: list[str]) -> bool:
-    """Exactly one sender delivered; the other found the mail claimed (or already in flight)."""
+    """One sender delivered; the other found the mail claimed, in flight, or already sent.
+
+    A sender that reads the row after the other has finished reports its status, "sent", without
+    sending: so both may say "sent", and the callers count the mails that actually arrived.
+    """
     winner, loser = sorted(outcomes, key=lambda outcome: outcome == "sent", reverse=True)
-    return winner == "sent" and loser in ("pending", "sending")
+    return winner == "sent" and loser in ("pending", "sending", "sent")
 
 
 def race(app: Flask, job: Any, *args: Any) -> list[Any]:
