@@ -48,7 +48,7 @@ class AccountService:
         jobs: BackgroundJobs,
         login_failures: Throttle,
         *,
-        source_failures: Throttle | None = None,
+        source_failures: Throttle,
         api_client_id: str,
         registration_privacy: bool,
     ) -> None:
@@ -196,9 +196,10 @@ class AccountService:
         `source` is the client's address, for the per-account-and-address failure limit.
         """
         # Counted per address whether or not an account has it: the same 429 for every account.
-        walls = [(self.login_failures, canonical_email(email))]
-        if self.source_failures is not None and source:
-            walls.append((self.source_failures, f"{walls[0][1]} {source}"))
+        account_key = canonical_email(email)
+        walls = [(self.login_failures, account_key)]
+        if source:
+            walls.append((self.source_failures, f"{account_key} {source}"))
         for throttle, key in walls:
             if not throttle.allows(key):
                 audit.record("login.failure", "denied", reason="throttled", email=email)
