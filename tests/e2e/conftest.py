@@ -158,14 +158,8 @@ class Gunicorn:
     def served_by(self, probe: str, timeout: float = 2.0) -> str:
         """Return the pid of the worker that answered the request tagged `probe=<probe>`."""
         pattern = re.compile(rf"^<(\d+)> \S+ \S+ \S*probe={re.escape(probe)}\b", re.MULTILINE)
-        deadline = time.monotonic() + timeout
-        while True:
-            match = pattern.search(self.access_log.read_text())
-            if match:
-                return match.group(1)
-            if time.monotonic() >= deadline:
-                raise AssertionError(f"probe {probe} is not in the access log")
-            time.sleep(0.02)
+        match = _poll(self.access_log, pattern.search, timeout, f"probe {probe}")
+        return match.group(1)
 
     def wait_for_log(self, text: str, timeout: float = 10.0) -> str:
         """Return the error log once it holds `text`.
@@ -173,14 +167,7 @@ class Gunicorn:
         Work done after the answer (mail delivery) logs when it ends, which can be after the
         test has its answer: reading the log at once races with it.
         """
-        deadline = time.monotonic() + timeout
-        while True:
-            log = self.error_log.read_text()
-            if text in log:
-                return log
-            if time.monotonic() >= deadline:
-                raise AssertionError(f"{text!r} is not in the log after {timeout}s:\n{log}")
-            time.sleep(0.05)
+        return _poll(self.error_log, lambda log: log if text in log else None, timeout, repr(text))
 
     def ready_pids(self) -> set[str]:
         """Pids of the workers that have loaded the app (gunicorn.conf.py says so per worker)."""
@@ -229,6 +216,19 @@ class Gunicorn:
             for hold in holds:
                 hold.close()
         raise AssertionError(f"only workers {answered} answered in {max_rounds} rounds")
+
+
+def _poll(log: Path, find: Callable[[str], Any], timeout: float, what: str) -> Any:
+    """Reread a log file until `find` returns something for it; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        text = log.read_text()
+        found = find(text)
+        if found:
+            return found
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"{what} is not in {log.name} after {timeout}s:\n{text}")
+        time.sleep(0.02)
 
 
 def server_env(
