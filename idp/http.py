@@ -31,7 +31,7 @@ from idp.rate_limits import seconds_until_reset
 log = logging.getLogger(__name__)
 
 API_PREFIX = "/api/"
-CORS_PREFIXES = ("/api/", "/oauth/")  # the paths flask-cors answers for (see init_app)
+CORS_PREFIXES = ("/api/", "/oauth/")  # the paths that take cross-origin calls (flask-cors)
 FOLDED_PREFIX = "/api/v1/auth/"
 _HTTP_TO_ERROR: dict[int, type[IdPError]] = {
     404: NotFound,
@@ -127,8 +127,7 @@ def init_app(app: Flask) -> None:
     CORS(
         app,
         resources={
-            r"/api/*": {"origins": settings["IDP_CORS_ORIGINS"]},
-            r"/oauth/*": {"origins": settings["IDP_CORS_ORIGINS"]},
+            f"{prefix}*": {"origins": settings["IDP_CORS_ORIGINS"]} for prefix in CORS_PREFIXES
         },
         supports_credentials=False,
         allow_headers=["Authorization", "Content-Type"],
