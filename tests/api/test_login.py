@@ -76,17 +76,27 @@ def test_unknown_email_costs_as_much_time_as_a_wrong_password(make_app, mailbox)
     assert abs(known - unknown) / max(known, unknown) < 0.3, (known, unknown)
 
 
-def test_a_stored_hash_with_old_parameters_is_upgraded_at_login(app, client, mailbox):
+def verified_user_whose_hash_is(app, client, mailbox, password_hash: str) -> str:
+    """A verified account whose stored hash is replaced, as an older release would have left it."""
     email = unique_email()
     register_and_verify(client, mailbox, email)
-    old = PasswordHasher(time_cost=1, memory_cost=512, parallelism=1).hash(PASSWORD)
     with app.app_context():
         user = db.session.scalar(select(User).where(User.email == email))
-        user.password_hash = old
+        user.password_hash = password_hash
         db.session.commit()
-    assert login(client, email).status_code == 200
+    return email
+
+
+def stored_hash(app, email: str) -> str:
     with app.app_context():
-        upgraded = db.session.scalar(select(User.password_hash).where(User.email == email))
+        return db.session.scalar(select(User.password_hash).where(User.email == email))
+
+
+def test_a_stored_hash_with_old_parameters_is_upgraded_at_login(app, client, mailbox):
+    old = PasswordHasher(time_cost=1, memory_cost=512, parallelism=1).hash(PASSWORD)
+    email = verified_user_whose_hash_is(app, client, mailbox, old)
+    assert login(client, email).status_code == 200
+    upgraded = stored_hash(app, email)
     assert upgraded != old and "m=1024" in upgraded
 
 
@@ -105,16 +115,10 @@ def test_a_password_typed_composed_or_decomposed_is_one_password(client, mailbox
 
 def test_a_hash_of_an_unnormalised_password_still_logs_in_and_is_upgraded(app, client, mailbox):
     # Stored before passwords were normalised: the hash is of the form as typed.
-    email = unique_email()
-    register_and_verify(client, mailbox, email)
     legacy = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1).hash(DECOMPOSED)
-    with app.app_context():
-        user = db.session.scalar(select(User).where(User.email == email))
-        user.password_hash = legacy
-        db.session.commit()
+    email = verified_user_whose_hash_is(app, client, mailbox, legacy)
     assert login(client, email, DECOMPOSED).status_code == 200
-    with app.app_context():
-        upgraded = db.session.scalar(select(User.password_hash).where(User.email == email))
+    upgraded = stored_hash(app, email)
     assert upgraded != legacy
     assert PasswordHasher().verify(upgraded, COMPOSED)
     assert login(client, email, COMPOSED).status_code == 200
