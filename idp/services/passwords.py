@@ -88,12 +88,10 @@ class PasswordService:
         with self._slots:
             return self._hasher.hash(normalized(password))
 
-    def verify(self, password_hash: str | None, password: str) -> bool:
-        """Check a password; with no hash, burn the same time and return False."""
-        return self.check(password_hash, password).matched
-
     def check(self, password_hash: str | None, password: str) -> PasswordCheck:
         """Check a password, and say whether its stored hash should be made again.
+
+        With no hash, burn the same time and say it did not match.
 
         The normalised form is tried first. A password that normalisation changes is also tried
         as typed: a hash stored before passwords were normalised is of that form. Which forms

@@ -79,9 +79,9 @@ def test_hash_verify_and_rehash():
     stronger = PasswordService(time_cost=2, memory_cost=1024, parallelism=1)
     stored = weak.hash("Secret-123")
     assert stored.startswith("$argon2id$")
-    assert weak.verify(stored, "Secret-123")
-    assert not weak.verify(stored, "Secret-124")
-    assert not weak.verify("not a hash", "Secret-123")
-    assert not weak.verify(None, "Secret-123")
+    assert weak.check(stored, "Secret-123").matched
+    assert not weak.check(stored, "Secret-124").matched
+    assert not weak.check("not a hash", "Secret-123").matched
+    assert not weak.check(None, "Secret-123").matched
     assert not weak.needs_rehash(stored)
     assert stronger.needs_rehash(stored)
