@@ -41,9 +41,9 @@ def register(client: FlaskClient, email: str, password: str = PASSWORD, **extra:
 
 
 def register_and_verify(
-    client: FlaskClient, mailbox: Mailbox, email: str, password: str = PASSWORD
+    client: FlaskClient, mailbox: Mailbox, email: str, password: str = PASSWORD, **extra: Any
 ) -> str:
-    response = register(client, email, password)
+    response = register(client, email, password, **extra)
     assert response.status_code == 201, response.json
     token = mailbox.wait_for(email)[-1].token
     verified = client.post(f"{API}/verify-email/", json={"token": token})

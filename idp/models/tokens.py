@@ -29,6 +29,11 @@ class OneTimeToken(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
     used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # The outbox mail that carries the link; once it is handed to SMTP the user's older tokens
+    # of this purpose are spent. Null once the finished mail is purged.
+    mail_id: Mapped[int | None] = mapped_column(
+        ForeignKey("mail_outbox.id", ondelete="SET NULL"), index=True
+    )
 
     user: Mapped[User] = relationship()
 

@@ -18,11 +18,11 @@ from idp.errors import (
     ValidationFailed,
 )
 from idp.extensions import db
-from idp.models import OutboxMail, User
+from idp.models import User
 from idp.services import one_time_tokens as ott
 from idp.services.background import BackgroundJobs
 from idp.services.mail import ACCOUNT_EXISTS, PASSWORD_RESET_MAIL, VERIFY_EMAIL_MAIL
-from idp.services.outbox import Outbox, Resolution
+from idp.services.outbox import MailCapped, Outbox, Resolution
 from idp.services.passwords import (
     MAX_PASSWORD_LENGTH,
     PasswordService,
@@ -35,6 +35,15 @@ from idp.services.throttle import Throttle
 def canonical_email(email: str) -> str:
     """Return the key under which an address is unique: compatibility-normalised and case-folded."""
     return unicodedata.normalize("NFKC", email).casefold()
+
+
+def _greeting(user: User) -> dict[str, str]:
+    """The name to greet a mail's recipient with: only once they have proven the address.
+
+    Before that the name is whatever the registrant typed, and the mail goes to whatever address
+    they typed: greeting with it would let anyone put their text into a genuine mail to anybody.
+    """
+    return {"first_name": user.first_name} if user.email_verified_at is not None else {}
 
 
 class AccountService:
@@ -104,10 +113,17 @@ class AccountService:
             updated_at=now,
         )
         db.session.add(user)
-        raw = ott.issue_one_time_token(user, ott.VERIFY_EMAIL, now)
+        link_mail = self._link_mail(user, VERIFY_EMAIL_MAIL, now)
         try:
-            # The mail is committed with the account and its token, or none of them is.
-            mail = self._verification_mail_for(user, raw, now)
+            # The mail is committed with the account and its tokens, or none of them is.
+            mail = self.outbox.enqueue(
+                VERIFY_EMAIL_MAIL,
+                link_mail.to,
+                link_mail.context,
+                now,
+                expires_at=link_mail.expires_at,
+                tokens=link_mail.tokens,
+            )
             db.session.commit()
         except IntegrityError as exc:
             # The unique index decides races: of two concurrent sign-ups exactly one commits.
@@ -127,25 +143,37 @@ class AccountService:
         db.session.commit()
         self.jobs.submit(self.outbox.process, mail.id)
 
-    def _verification_mail_for(self, user: User, raw: str, now: datetime) -> OutboxMail:
-        return self.outbox.enqueue(
-            VERIFY_EMAIL_MAIL,
+    def _link_mail(self, user: User, message: str, now: datetime) -> Resolution:
+        """Issue the tokens a verification or reset mail links to, and return that mail.
+
+        The tokens are staged in the session; the caller commits them with the mail's row.
+        """
+        if message == VERIFY_EMAIL_MAIL:
+            verify = ott.issue_one_time_token(user, ott.VERIFY_EMAIL, now)
+            # "Not you?": someone may have registered this address with a password of their
+            # own (pre-account hijacking). A reset link beside the verification link lets the
+            # mailbox's owner replace that password in one step; see confirm_password_reset.
+            reset = ott.issue_one_time_token(user, ott.PASSWORD_RESET, now)
+            context = {"token": verify.raw, "reset_token": reset.raw}
+            tokens = (verify.row, reset.row)
+        else:
+            reset = ott.issue_one_time_token(user, ott.PASSWORD_RESET, now)
+            context = {"token": reset.raw}
+            tokens = (reset.row,)
+        purpose = ott.VERIFY_EMAIL if message == VERIFY_EMAIL_MAIL else ott.PASSWORD_RESET
+        return Resolution(
             user.email,
-            {"first_name": user.first_name, "token": raw},
-            now,
-            expires_at=now + ott.LIFETIMES[ott.VERIFY_EMAIL],
+            {**context, **_greeting(user)},
+            now + ott.LIFETIMES[purpose],
+            tokens,
         )
 
     def _verification_mail(self, address: str, now: datetime) -> Resolution | None:
         user = self.find_by_email(address)
         if user is None or user.email_verified_at is not None:
             return None
-        raw = ott.issue_one_time_token(user, ott.VERIFY_EMAIL, now)
-        return Resolution(
-            user.email,
-            {"first_name": user.first_name, "token": raw},
-            now + ott.LIFETIMES[ott.VERIFY_EMAIL],
-        )
+        self.outbox.admit(VERIFY_EMAIL_MAIL, user.email_canonical)
+        return self._link_mail(user, VERIFY_EMAIL_MAIL, now)
 
     def _password_reset_mail(self, address: str, now: datetime) -> Resolution | None:
         user = self.find_by_email(address)
@@ -154,19 +182,22 @@ class AccountService:
                 "password_reset.requested", "failure", reason="unknown_account", email=address
             )
             return None
-        raw = ott.issue_one_time_token(user, ott.PASSWORD_RESET, now)
+        try:
+            self.outbox.admit(PASSWORD_RESET_MAIL, user.email_canonical)
+        except MailCapped:
+            audit.record(
+                "password_reset.requested", "denied", user_id=user.public_id, reason="throttled"
+            )
+            raise
         audit.record("password_reset.requested", "success", user_id=user.public_id)
-        return Resolution(
-            user.email,
-            {"first_name": user.first_name, "token": raw},
-            now + ott.LIFETIMES[ott.PASSWORD_RESET],
-        )
+        return self._link_mail(user, PASSWORD_RESET_MAIL, now)
 
     def _account_exists_mail(self, address: str, now: datetime) -> Resolution | None:
         owner = self.find_by_email(address)
         if owner is None:
             return None
-        return Resolution(owner.email, {"first_name": owner.first_name})
+        self.outbox.admit(ACCOUNT_EXISTS, owner.email_canonical)
+        return Resolution(owner.email, _greeting(owner))
 
     def verify_email(self, raw_token: str, now: datetime) -> User:
         """Spend a verification token and activate its account."""

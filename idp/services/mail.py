@@ -134,8 +134,14 @@ class MailService:
 
     def _links(self, message: str, context: dict[str, Any]) -> dict[str, str]:
         if message == VERIFY_EMAIL_MAIL:
-            # Valid 48 hours.
-            return {"link": f"{self.frontend_url}/verify-email?token={context['token']}"}
+            # Valid 48 hours; the reset link (24 hours) is for a mailbox whose owner did not
+            # register: it takes the account over from whoever did.
+            links = {"link": f"{self.frontend_url}/verify-email?token={context['token']}"}
+            if "reset_token" in context:  # absent from mails queued by an older release
+                links["reset_link"] = (
+                    f"{self.frontend_url}/reset-password?token={context['reset_token']}"
+                )
+            return links
         if message == PASSWORD_RESET_MAIL:
             # Valid 24 hours.
             return {"link": f"{self.frontend_url}/reset-password?token={context['token']}"}

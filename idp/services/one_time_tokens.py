@@ -1,14 +1,24 @@
-"""Email-verification and password-reset tokens: random, single use, stored as digests."""
+"""Email-verification and password-reset tokens: random, single use, stored as digests.
+
+A token is issued together with the mail that carries its link, and the user's older tokens of
+that purpose are spent only once that mail has been handed to SMTP (`spend_superseded`): a
+request that never turns into a delivered mail (over the per-address cap, an SMTP failure)
+cannot kill the link the user already holds.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 
 from idp.errors import InvalidOneTimeToken
 from idp.extensions import db
-from idp.models import OneTimeToken, User
+from idp.models import OneTimeToken, OutboxMail, User
+from idp.models.outbox import SENDING
 from idp.services.secret_tokens import digest, new_secret
 
 VERIFY_EMAIL = "verify_email"
@@ -20,26 +30,95 @@ LIFETIMES = {
 }
 
 
-def issue_one_time_token(user: User, purpose: str, now: datetime) -> str:
-    """Stage a token for the user and return the secret to mail; the caller commits.
+@dataclass(frozen=True)
+class IssuedToken:
+    """A token staged in the session: the secret to mail, and its (uncommitted) row."""
 
-    The user's outstanding tokens of that purpose are spent: only the newest link works, so a
-    mail the user asked to replace (or one that leaked) stops working.
+    raw: str
+    row: OneTimeToken
+
+
+def issue_one_time_token(user: User, purpose: str, now: datetime) -> IssuedToken:
+    """Stage a token for the user and return it; the caller commits.
+
+    The user's outstanding tokens stay valid: the mail that carries this one spends them when
+    it is handed over (see `spend_superseded`).
     """
-    if user.id is not None:  # a user being registered has no tokens yet
-        _lock_user(user.id)
-        _spend_all(user.id, purpose, now)
+    if user.id is not None:  # a user being registered has no row to lock yet
+        lock_user(user.id)
     raw = new_secret()
-    db.session.add(
-        OneTimeToken(
-            user=user,
-            purpose=purpose,
-            token_hash=digest(raw),
-            created_at=now,
-            expires_at=now + LIFETIMES[purpose],
-        )
+    row = OneTimeToken(
+        user=user,
+        purpose=purpose,
+        token_hash=digest(raw),
+        created_at=now,
+        expires_at=now + LIFETIMES[purpose],
     )
-    return raw
+    db.session.add(row)
+    return IssuedToken(raw, row)
+
+
+def attach_to_mail(tokens: Iterable[OneTimeToken], mail_id: int) -> None:
+    """Record which outbox mail carries these staged tokens."""
+    for token in tokens:
+        token.mail_id = mail_id
+
+
+def spend_superseded(mail_id: int, now: datetime, in_flight_since: datetime) -> int:
+    """The mail `mail_id` was handed to SMTP: spend its user's older tokens of the same purposes.
+
+    Only the newest link of each purpose works once it is on its way, so a mail the user asked
+    to replace (or one that leaked) stops working. Links of a mail still in flight (claimed by
+    a sender since `in_flight_since`) are left alone: that mail arrives after this one, and the
+    last mail a user receives must never carry a dead link. Returns how many were spent.
+    """
+    carried = _carried(mail_id)
+    in_flight = select(OutboxMail.id).where(
+        OutboxMail.status == SENDING, OutboxMail.claimed_at > in_flight_since
+    )
+    spent = 0
+    for token_id, user_id, purpose in carried:
+        spent += db.session.execute(
+            update(OneTimeToken)
+            .where(
+                OneTimeToken.user_id == user_id,
+                OneTimeToken.purpose == purpose,
+                OneTimeToken.used_at.is_(None),
+                OneTimeToken.id < token_id,
+                or_(OneTimeToken.mail_id.is_(None), OneTimeToken.mail_id.not_in(in_flight)),
+            )
+            .values(used_at=now)
+            .execution_options(synchronize_session=False)
+        ).rowcount
+    return spent
+
+
+def carries_only_dead_tokens(mail_id: int, now: datetime) -> bool:
+    """Whether the mail carries tokens and every one is used or expired: sending it is useless.
+
+    That happens to a mail still retrying when a newer one of the same kind got through first.
+    Asked once the mail is claimed, under its user's lock, so that this and a sibling's
+    `spend_superseded` see each other in one order: either this mail is in flight when the
+    sibling spends (and keeps its links), or the sibling's spend is seen here.
+    """
+    if not _carried(mail_id):
+        return False
+    rows = db.session.execute(
+        select(OneTimeToken.used_at, OneTimeToken.expires_at).where(OneTimeToken.mail_id == mail_id)
+    ).all()
+    return all(used is not None or expires <= now for used, expires in rows)
+
+
+def _carried(mail_id: int) -> list[Any]:
+    """The (id, user id, purpose) of the tokens a mail carries, with their user's row locked."""
+    carried = db.session.execute(
+        select(OneTimeToken.id, OneTimeToken.user_id, OneTimeToken.purpose).where(
+            OneTimeToken.mail_id == mail_id
+        )
+    ).all()
+    if carried:
+        lock_user(carried[0].user_id)
+    return list(carried)
 
 
 def consume_one_time_token(raw: str, purpose: str, now: datetime) -> int:
@@ -55,7 +134,7 @@ def consume_one_time_token(raw: str, purpose: str, now: datetime) -> int:
     )
     if owner is None:
         raise InvalidOneTimeToken()
-    _lock_user(owner)
+    lock_user(owner)
     result = db.session.execute(
         update(OneTimeToken)
         .where(
@@ -74,7 +153,7 @@ def consume_one_time_token(raw: str, purpose: str, now: datetime) -> int:
     return user_id
 
 
-def _lock_user(user_id: int) -> None:
+def lock_user(user_id: int) -> None:
     """Take the user's row before touching their tokens (PostgreSQL; SQLite has one writer).
 
     Every change to a user's tokens queues here first. Without it, two requests presenting two

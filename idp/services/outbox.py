@@ -17,6 +17,11 @@ at error level and in the audit log, and counted by `mail status`.
 their row is written as `requested` with the address as typed; a resolver looks the account up
 after the answer, issuing the token and sealing the mail in one transaction (or dropping the row).
 
+The per-address cap (IDP_MAILS_PER_ADDRESS, counted per kind of mail) is decided by the resolver
+before it issues anything: a request over the cap issues no token and spends none, so nobody can
+kill the link a user holds by asking for more. A user's older links are spent only when a newer
+one is handed to SMTP (one_time_tokens.spend_superseded, in the transaction that marks it sent).
+
 The template context (with the live token) is sealed with AES-GCM under IDP_SECRET_KEY and
 wiped when the row finishes: the token exists in clear nowhere else, not even in the database.
 """
@@ -36,8 +41,9 @@ from sqlalchemy import and_, func, or_, select, update
 from idp import audit
 from idp.clock import utcnow
 from idp.extensions import db
-from idp.models import OutboxMail
+from idp.models import OneTimeToken, OutboxMail
 from idp.models.outbox import DEAD, DROPPED, PENDING, REQUESTED, SENDING, SENT, STATUSES
+from idp.services import one_time_tokens as ott
 from idp.services.mail import MailMaybeSent, MailService
 from idp.services.sealing import Sealer, Unsealable
 from idp.services.throttle import Throttle
@@ -57,10 +63,16 @@ class Resolution:
     to: str
     context: dict[str, Any]
     expires_at: datetime | None = None
+    # The one-time tokens whose links the mail carries, staged in the session.
+    tokens: tuple[OneTimeToken, ...] = ()
 
 
-# Looks the account up, stages any token in the session (uncommitted) and returns the mail, or
-# None when there is nothing to send.
+class MailCapped(Exception):
+    """The address has had its share of this kind of mail for now (IDP_MAILS_PER_ADDRESS)."""
+
+
+# Looks the account up, asks `Outbox.admit` before issuing anything, stages any token in the
+# session (uncommitted) and returns the mail; None when there is nothing to send.
 Resolver = Callable[[str, datetime], Resolution | None]
 
 
@@ -101,8 +113,12 @@ class Outbox:
         context: dict[str, Any],
         now: datetime,
         expires_at: datetime | None = None,
+        tokens: tuple[OneTimeToken, ...] = (),
     ) -> OutboxMail:
-        """Stage a mail in the caller's transaction; flushed, so its id is known."""
+        """Stage a mail in the caller's transaction; flushed, so its id is known.
+
+        Not capped: the caller decides (registration mails an address once per account).
+        """
         row = OutboxMail(
             message=message,
             recipient=to,
@@ -115,7 +131,17 @@ class Outbox:
         )
         db.session.add(row)
         db.session.flush()
+        ott.attach_to_mail(tokens, row.id)
         return row
+
+    def admit(self, message: str, address: str) -> None:
+        """Count one mail of this kind to the (canonical) address; MailCapped over the cap.
+
+        Atomic across workers and instances where the counters are shared (Redis), so two
+        resolvers racing for the last slot cannot both win it.
+        """
+        if not self.throttle.hit(f"{message} {address}"):
+            raise MailCapped()
 
     def request(self, message: str, address: str, now: datetime) -> OutboxMail:
         """Stage a mail whose account a resolver looks up later; flushed, so its id is known."""
@@ -195,11 +221,18 @@ class Outbox:
         if status != REQUESTED:
             db.session.rollback()
             return status
-        found = self.resolvers[message](address, now)
         values: dict[str, Any]
+        try:
+            found, why_not = self.resolvers[message](address, now), "no_recipient"
+        except MailCapped:
+            # Silent: the requester's answer did not depend on it. Nothing was issued.
+            log.warning("mail %s (outbox %d) dropped: per-address limit reached", message, mail_id)
+            db.session.rollback()
+            found, why_not = None, "throttled"
         if found is None:
-            values = {"status": DROPPED, "finished_at": now, "last_error": "no_recipient"}
+            values = {"status": DROPPED, "finished_at": now, "last_error": why_not}
         else:
+            ott.attach_to_mail(found.tokens, mail_id)
             values = {
                 "status": PENDING,
                 "recipient": found.to,
@@ -245,11 +278,12 @@ class Outbox:
         message, to, payload, attempts, expires_at = claimed
         if expires_at is not None and expires_at <= now:
             return self._finish(mail_id, DEAD, "expired", now, message)
-        if attempts == 1 and not self.throttle.hit(to.casefold()):
-            # Silent cap: the answer the requester got must not change, or it would reveal
-            # the account; the row says why nothing was sent.
-            log.warning("mail %s (outbox %d) dropped: per-address limit reached", message, mail_id)
-            return self._finish(mail_id, DROPPED, "throttled", now)
+        superseded = ott.carries_only_dead_tokens(mail_id, now)
+        db.session.commit()  # no transaction (on SQLite: the write lock) held while SMTP talks
+        if superseded:
+            # A newer mail of the same kind got through first (or the link was used): this one
+            # would only deliver a dead link.
+            return self._finish(mail_id, DROPPED, "superseded", now)
         try:
             context = self.sealer.open(payload, _binding(message, to))
         except Unsealable:
@@ -275,7 +309,10 @@ class Outbox:
             return self._failed(mail_id, message, attempts, f"smtp_{code}", now, code >= 500)
         except (OSError, smtplib.SMTPException) as exc:
             return self._failed(mail_id, message, attempts, type(exc).__name__, now, False)
-        return self._finish(mail_id, SENT, None, utcnow())
+        sent_at = utcnow()
+        # Handed over: from now on only this mail's links work, committed with the SENT mark.
+        ott.spend_superseded(mail_id, sent_at, in_flight_since=sent_at - IN_DOUBT_AFTER)
+        return self._finish(mail_id, SENT, None, sent_at)
 
     def _failed(
         self, mail_id: int, message: str, attempts: int, error: str, now: datetime, permanent: bool

@@ -5,6 +5,7 @@ from sqlalchemy import select
 from idp.extensions import db
 from idp.models import OneTimeToken
 from idp.services.passwords import PasswordService
+from idp.services.secret_tokens import digest
 from tests.flows import (
     API,
     PASSWORD,
@@ -91,8 +92,9 @@ def test_reset_links_live_24_hours_and_are_stored_hashed(app, client, mailbox):
     token = mailbox.wait_for(user.email, 2)[-1].token
     with app.app_context():
         row = db.session.scalar(
-            select(OneTimeToken).where(OneTimeToken.purpose == "password_reset")
+            select(OneTimeToken).where(OneTimeToken.token_hash == digest(token))
         )
+        assert row.purpose == "password_reset"
         assert row.expires_at - row.created_at == timedelta(hours=24)
         assert token not in row.token_hash
         row.expires_at = row.created_at
