@@ -75,6 +75,7 @@ SETTINGS: dict[str, tuple[Callable[[str], Any], Any]] = {
     "IDP_SESSION_MAX_AGE": (_int, 30 * 24 * 3600),
     "IDP_TOKEN_LEEWAY": (_int, 5),
     "IDP_TRUSTED_PROXIES": (_int, 0),
+    "IDP_IPV6_PREFIX_LENGTH": (_int, 64),
     "IDP_API_CLIENT_ID": (str, "idp-api"),
     "IDP_MAX_CONTENT_LENGTH": (_int, 64 * 1024),
     "IDP_ARGON2_TIME_COST": (_int, 3),
@@ -104,6 +105,8 @@ _LIMITS = {
     "IDP_SESSION_MAX_AGE": (300, 365 * 24 * 3600),
     "IDP_TOKEN_LEEWAY": (0, 5),
     "IDP_TRUSTED_PROXIES": (0, 10),
+    # One IPv6 host usually holds a whole /64; counting /128s apart would make it unlimited.
+    "IDP_IPV6_PREFIX_LENGTH": (32, 128),
     "IDP_KEYS_RELOAD_INTERVAL": (1, 10),
     "IDP_MAIL_TIMEOUT": (1, 60),
     "IDP_MAIL_MAX_ATTEMPTS": (1, 50),

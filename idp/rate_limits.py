@@ -1,5 +1,8 @@
 """Per-address route limits (flask-limiter), one limiter per application.
 
+"Per address" means per IPv4 address and per IPv6 network (IDP_IPV6_PREFIX_LENGTH, a /64 by
+default), taken after the trusted-proxy rule: see source_of().
+
 Limits are named scope.action and declared in ROUTE_LIMITS below. Counters live in Redis when
 IDP_REDIS_URL is set, shared by every worker and instance; in process memory otherwise. If Redis
 fails, limits fall back to process memory instead of failing open or refusing service.
@@ -7,13 +10,13 @@ fails, limits fall back to process memory instead of failing open or refusing se
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import time
 from typing import Any
 
-from flask import Flask, current_app
+from flask import Flask, current_app, request
 from flask_limiter import HeaderNames, Limiter
-from flask_limiter.util import get_remote_address
 from limits.strategies import RateLimiter
 
 log = logging.getLogger(__name__)
@@ -41,7 +44,7 @@ def init_app(app: Flask, settings: dict[str, Any]) -> Limiter:
     """Create the application's limiter and apply the route limits to registered views."""
     enabled = settings["IDP_RATELIMIT_ENABLED"]
     limiter = Limiter(
-        key_func=get_remote_address,
+        key_func=request_source,
         app=app,
         storage_uri=settings["IDP_REDIS_URL"] or "memory://",
         strategy="moving-window",
@@ -64,6 +67,30 @@ def init_app(app: Flask, settings: dict[str, Any]) -> Limiter:
     if not enabled:
         log.warning("rate limiting is DISABLED (IDP_RATELIMIT_ENABLED=false)")
     return limiter
+
+
+def source_of(address: str | None, ipv6_prefix: int) -> str:
+    """The key a client address is counted under: IPv4 whole, IPv6 by its /ipv6_prefix network.
+
+    A host is commonly given a whole IPv6 /64 and can pick any address in it, so per-/128
+    counters would give it an unlimited supply. An IPv4-mapped IPv6 address counts as the IPv4.
+    """
+    if not address:
+        return "unknown"
+    if ":" not in address:
+        return address  # IPv4: the common case, no parsing
+    try:
+        ip = ipaddress.IPv6Address(address.split("%", 1)[0])
+    except ValueError:
+        return address
+    if ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
+    return str(ipaddress.IPv6Network((ip, ipv6_prefix), strict=False))
+
+
+def request_source() -> str:
+    """The current client's key for per-address limits (after the trusted-proxy rule)."""
+    return source_of(request.remote_addr, current_app.config["IDP"]["IDP_IPV6_PREFIX_LENGTH"])
 
 
 def current_strategy() -> RateLimiter:

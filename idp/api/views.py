@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Response, g, request
+from flask import Blueprint, Response, g
 
 from idp.api import envelope
 from idp.api.require_token import bearer_token, require_token, verify_request_token
@@ -20,6 +20,7 @@ from idp.api.schemas import (
 )
 from idp.clock import utcnow
 from idp.models import User
+from idp.rate_limits import request_source
 from idp.services.access_tokens import TokenUser
 from idp.services.registry import get_services
 from idp.services.sessions import TokenPair
@@ -80,7 +81,7 @@ def resend_verification() -> tuple[Response, int]:
 def login() -> tuple[Response, int]:
     params = parse(LoginParams)
     pair = get_services().accounts.login(
-        params.email, params.password, utcnow(), source=request.remote_addr
+        params.email, params.password, utcnow(), source=request_source()
     )
     return envelope.success("Login successful.", token_json(pair))
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import unicodedata
 import uuid
 from datetime import datetime
+from typing import NoReturn
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
@@ -30,6 +31,10 @@ from idp.services.passwords import (
 )
 from idp.services.sessions import API_SCOPE, PASSWORD_RESET, SessionService, TokenPair
 from idp.services.throttle import Throttle
+
+# While an account's wall is full, a failure counts this many times against its source: with
+# the default 10 per 15 minutes, an attacking source gets two guesses per window.
+FAILURE_COST_UNDER_ATTACK = 5
 
 
 def canonical_email(email: str) -> str:
@@ -224,26 +229,42 @@ class AccountService:
     ) -> User:
         """Check a login; unknown email and wrong password fail alike and cost the same.
 
-        `source` is the client's address, for the per-account-and-address failure limit.
-        """
-        # Counted per address whether or not an account has it: the same 429 for every account.
-        account_key = canonical_email(email)
-        walls = [(self.login_failures, account_key)]
-        if source:
-            walls.append((self.source_failures, f"{account_key} {source}"))
-        for throttle, key in walls:
-            if not throttle.allows(key):
-                audit.record("login.failure", "denied", reason="throttled", email=email)
-                raise TooManyFailedLogins(throttle.resets_in(key))
+        `source` is the client's address as limits count it (an IPv6 address by its network),
+        for the per-account-and-source failure limit.
 
-        def count_failure() -> None:
-            for throttle, key in walls:
-                throttle.hit(key)
+        Two walls, both counted on failure, per address whether or not an account has it (the
+        same answers for every address). The per-source wall refuses before the password is
+        checked. The account-wide wall never refuses a correct password by itself: once full,
+        the account is under attack, every failure answers 429 and costs its source
+        FAILURE_COST_UNDER_ATTACK failures, so each attacking source gets a few guesses per
+        window while the owner, from a source of their own, still signs in.
+        """
+        account_key = canonical_email(email)
+        source_key = f"{account_key} {source}" if source else None
+        if source_key is not None and not self.source_failures.allows(source_key):
+            audit.record("login.failure", "denied", reason="throttled", email=email)
+            raise TooManyFailedLogins(self.source_failures.resets_in(source_key))
+        under_attack = not self.login_failures.allows(account_key)
+
+        def fail(reason: str, user_id: str | None = None) -> NoReturn:
+            audit.record(
+                "login.failure",
+                "failure",
+                user_id=user_id,
+                reason=reason,
+                email=email,
+                under_attack=under_attack,
+            )
+            self.login_failures.hit(account_key)
+            if source_key is not None:
+                cost = FAILURE_COST_UNDER_ATTACK if under_attack else 1
+                self.source_failures.hit(source_key, cost)
+            if under_attack:
+                raise TooManyFailedLogins(self.login_failures.resets_in(account_key))
+            raise InvalidCredentials()
 
         if len(password) > MAX_PASSWORD_LENGTH:
-            audit.record("login.failure", "failure", reason="password_too_long", email=email)
-            count_failure()
-            raise InvalidCredentials()  # no stored password can be this long
+            fail("password_too_long")  # no stored password can be this long
         user = self.find_by_email(email)
         stored_hash = user.password_hash if user is not None else None
         # Read before the commit: a reload afterwards would cost a query only known users pay.
@@ -252,10 +273,7 @@ class AccountService:
         db.session.commit()
         checked = self.passwords.check(stored_hash, password)
         if not checked.matched or user is None:
-            reason = "unknown_account" if user is None else "bad_password"
-            audit.record("login.failure", "failure", user_id=public_id, reason=reason, email=email)
-            count_failure()
-            raise InvalidCredentials()
+            fail("unknown_account" if user is None else "bad_password", public_id)
         # Only someone who knows the password learns that the address is unverified.
         if user.email_verified_at is None or not user.is_active:
             audit.record(
@@ -281,10 +299,7 @@ class AccountService:
         ).rowcount
         if still_current != 1:
             db.session.rollback()
-            why = "password_changed"
-            audit.record("login.failure", "failure", user_id=public_id, reason=why, email=email)
-            count_failure()
-            raise InvalidCredentials()
+            fail("password_changed", public_id)
         return user
 
     def login(

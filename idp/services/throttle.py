@@ -40,22 +40,23 @@ class Throttle:
     def _key(self, identifier: str) -> str:
         return hashlib.sha256(identifier.encode("utf-8")).hexdigest()[:32]
 
-    def _call(self, method: str, identifier: str) -> bool:
+    def _call(self, method: str, identifier: str, cost: int = 1) -> bool:
         key = self._key(identifier)
+        args = (self.limit, self.prefix, self.scope, key)
         if self._strategy is not None:
             try:
-                return getattr(self._strategy(), method)(self.limit, self.prefix, self.scope, key)
+                return getattr(self._strategy(), method)(*args, cost=cost)
             except Exception:
                 log.warning("rate-limit storage failed; using the in-process fallback")
-        return getattr(self._fallback, method)(self.limit, self.prefix, self.scope, key)
+        return getattr(self._fallback, method)(*args, cost=cost)
 
     def allows(self, identifier: str) -> bool:
         """Whether another event is allowed now, without counting one."""
         return not self.enabled or self._call("test", identifier)
 
-    def hit(self, identifier: str) -> bool:
-        """Count an event; False when it went over the limit."""
-        return not self.enabled or self._call("hit", identifier)
+    def hit(self, identifier: str, cost: int = 1) -> bool:
+        """Count an event as `cost` events; False when it went over the limit."""
+        return not self.enabled or self._call("hit", identifier, cost)
 
     def resets_in(self, identifier: str) -> int:
         """Seconds until the identifier is allowed again (at least 1)."""

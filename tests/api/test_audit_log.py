@@ -227,7 +227,7 @@ def test_limits_are_audited_as_denials(make_app, audit_output):
     app = make_app(
         IDP_RATELIMIT_ENABLED=True,
         IDP_RATELIMIT_AUTH="3 per minute",
-        IDP_LOGIN_FAILURES_PER_ACCOUNT="2 per minute",
+        IDP_LOGIN_FAILURES_PER_SOURCE="2 per minute",
     )
     client = app.test_client()
     email = unique_email("limited")
@@ -238,7 +238,7 @@ def test_limits_are_audited_as_denials(make_app, audit_output):
     assert [(e["event"], e["outcome"], e.get("reason")) for e in events] == [
         ("login.failure", "failure", "unknown_account"),
         ("login.failure", "failure", "unknown_account"),
-        ("login.failure", "denied", "throttled"),  # the per-account limit
+        ("login.failure", "denied", "throttled"),  # the per-account-and-source limit
         ("rate_limit.exceeded", "denied", None),  # the per-address route limit
     ]
     assert len({e["email_hash"] for e in events[:3]}) == 1

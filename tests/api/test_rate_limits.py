@@ -89,7 +89,9 @@ def test_session_and_oauth_limits_are_configurable(make_app, mailbox):
     assert oauth.status_code == 429 and "Retry-After" in oauth.headers
 
 
-def test_failed_logins_for_one_account_hit_a_wall_from_any_address(make_app, mailbox):
+def test_an_account_under_attack_answers_strangers_429_and_still_lets_its_owner_in(
+    make_app, mailbox
+):
     # Many addresses (a trusted proxy says so), one account: credential stuffing.
     client = make_app(
         IDP_TRUSTED_PROXIES=1, IDP_LOGIN_FAILURES_PER_ACCOUNT="3 per 15 minutes", **LIMITED
@@ -106,15 +108,83 @@ def test_failed_logins_for_one_account_hit_a_wall_from_any_address(make_app, mai
     for n in range(3):
         assert attempt(n, email.upper(), "Wrong-Pass-1").status_code == 401
         assert attempt(100 + n, stranger, "Wrong-Pass-1").status_code == 401
-    locked = attempt(10, email, PASSWORD)  # even the right password now
-    unknown = attempt(110, stranger, PASSWORD)
-    assert_rate_limited(locked, window=15 * 60)
+    # The wall is full: every further failure answers 429, for a real and an unknown account.
+    attacker = attempt(10, email, "Wrong-Pass-2")
+    unknown = attempt(110, stranger, "Wrong-Pass-2")
+    assert_rate_limited(attacker, window=15 * 60)
     assert_rate_limited(unknown, window=15 * 60)
-    assert locked.json == unknown.json
+    assert attacker.json == unknown.json
+    # Each attacking source now pays five failures a guess: its second is its last (10 per
+    # 15 minutes), and after it the source is refused before its password is even checked.
+    assert_rate_limited(attempt(10, email, "Wrong-Pass-3"), window=15 * 60)
+    assert_rate_limited(attempt(10, email, PASSWORD), window=15 * 60)
+    # The owner, from an address of their own, signs in through the full wall.
+    assert attempt(20, email, PASSWORD).status_code == 200
     # Other accounts are not affected.
     other = unique_email()
     register_and_verify(client, mailbox, other)
-    assert attempt(20, other, PASSWORD).status_code == 200
+    assert attempt(21, other, "Wrong-Pass-1").status_code == 401
+    assert attempt(22, other, PASSWORD).status_code == 200
+
+
+def test_the_owner_signs_in_while_strangers_hammer_the_account(make_app, mailbox):
+    client = make_app(
+        IDP_TRUSTED_PROXIES=1, IDP_LOGIN_FAILURES_PER_ACCOUNT="5 per hour", **LIMITED
+    ).test_client()
+    email = unique_email()
+    register_and_verify(client, mailbox, email)
+    body = {"email": email, "password": "Wrong-Pass-1"}
+    statuses = []
+    for n in range(30):  # thirty strangers, one guess each, interleaved with the owner
+        headers = {"X-Forwarded-For": f"203.0.113.{n}"}
+        statuses.append(client.post(f"{API}/login/", json=body, headers=headers).status_code)
+        if n % 10 == 9:
+            owner = {"X-Forwarded-For": "198.51.100.77"}
+            mine = client.post(
+                f"{API}/login/", json={"email": email, "password": PASSWORD}, headers=owner
+            )
+            assert mine.status_code == 200, mine.json
+    assert statuses == [401] * 5 + [429] * 25
+
+
+def test_one_ipv6_network_is_one_client_for_route_limits(make_app):
+    client = make_app(IDP_TRUSTED_PROXIES=1, **LIMITED).test_client()
+    body = {"email": "x@example.com", "password": "Wrong-Pass-1"}
+    for n in range(5):  # five addresses of one /64
+        headers = {"X-Forwarded-For": f"2001:db8:1:2::{n + 1:x}"}
+        assert client.post(f"{API}/login/", json=body, headers=headers).status_code == 401
+    sixth = {"X-Forwarded-For": "2001:db8:1:2:ffff:ffff:ffff:fffe"}
+    assert_rate_limited(client.post(f"{API}/login/", json=body, headers=sixth))
+    next_network = {"X-Forwarded-For": "2001:db8:1:3::1"}
+    assert client.post(f"{API}/login/", json=body, headers=next_network).status_code == 401
+
+
+def test_the_ipv6_prefix_length_is_a_setting(make_app):
+    client = make_app(IDP_TRUSTED_PROXIES=1, IDP_IPV6_PREFIX_LENGTH=128, **LIMITED).test_client()
+    body = {"email": "x@example.com", "password": "Wrong-Pass-1"}
+    for _ in range(5):
+        headers = {"X-Forwarded-For": "2001:db8::1"}
+        assert client.post(f"{API}/login/", json=body, headers=headers).status_code == 401
+    headers = {"X-Forwarded-For": "2001:db8::2"}  # another /128: its own budget
+    assert client.post(f"{API}/login/", json=body, headers=headers).status_code == 401
+
+
+def test_failed_logins_from_one_ipv6_network_share_one_source_budget(make_app, mailbox):
+    client = make_app(
+        IDP_TRUSTED_PROXIES=1, IDP_LOGIN_FAILURES_PER_SOURCE="3 per 15 minutes", **LIMITED
+    ).test_client()
+    email = unique_email()
+    register_and_verify(client, mailbox, email)
+    body = {"email": email, "password": "Wrong-Pass-1"}
+    for n in range(3):  # three addresses of one /64, one guess each (under the route limit)
+        headers = {"X-Forwarded-For": f"2001:db8:aa:bb::{n + 1:x}"}
+        assert client.post(f"{API}/login/", json=body, headers=headers).status_code == 401
+    same_network = {"X-Forwarded-For": "2001:db8:aa:bb::99"}
+    right = {"email": email, "password": PASSWORD}
+    refused = client.post(f"{API}/login/", json=right, headers=same_network)
+    assert_rate_limited(refused, window=15 * 60)
+    elsewhere = {"X-Forwarded-For": "2001:db8:aa:cc::1"}
+    assert client.post(f"{API}/login/", json=right, headers=elsewhere).status_code == 200
 
 
 def test_one_address_guessing_one_account_is_stopped_without_locking_the_owner_out(
@@ -162,15 +232,19 @@ def test_mails_to_one_address_are_capped_silently(make_app, mailbox):
         IDP_TRUSTED_PROXIES=1, IDP_MAILS_PER_ADDRESS="2 per hour", **LIMITED
     ).test_client()
     email = unique_email()
-    register_and_verify(client, mailbox, email)  # the verification mail counts too
+    register_and_verify(client, mailbox, email)  # a verification mail: another kind's budget
     answers = []
     for n in range(4):
         headers = {"X-Forwarded-For": f"198.51.100.{n}"}
         response = client.post(f"{API}/password-reset/", json={"email": email}, headers=headers)
         answers.append((response.status_code, response.json))
+        settle(client)  # one at a time: a newer mail sent first would supersede an older one
     assert len({str(answer) for answer in answers}) == 1 and answers[0][0] == 200
-    settle(client)
-    assert len(mailbox.to(email)) == 2
+    assert [m.subject for m in mailbox.to(email)] == [
+        "Confirm your email address",
+        "Reset your password",
+        "Reset your password",
+    ]
 
 
 def test_limits_can_be_turned_off_and_say_so(make_app, caplog):
