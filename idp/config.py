@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -226,16 +227,35 @@ def _origins(value: str | list[str]) -> list[str]:
 
 
 def _instance_secret(instance_path: Path) -> str:
-    """Read the development secret kept under instance/, creating it once."""
+    """Read the development secret kept under instance/, creating it once.
+
+    Several processes may start at once (gunicorn workers, the mail worker): the secret is
+    written whole to a temporary file and linked into place, so a process never reads a file
+    that exists but is still empty, and only one secret is ever kept.
+    """
     path = instance_path / "secret_key"
     instance_path.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return path.read_text().strip()
-    with os.fdopen(fd, "w") as handle:
-        handle.write(secrets.token_urlsafe(48))
-    return path.read_text().strip()
+    if not path.exists():
+        fd, temporary = tempfile.mkstemp(dir=instance_path, prefix=".secret_key.")
+        try:
+            with os.fdopen(fd, "w") as handle:
+                handle.write(secrets.token_urlsafe(48))
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.link(temporary, path)  # atomic, and fails if another process linked first
+        except FileExistsError:
+            pass
+        finally:
+            os.unlink(temporary)
+    secret = path.read_text().strip()
+    if len(secret) < MIN_PRODUCTION_SECRET_LENGTH:
+        # An empty or cut file (left by an older release's race) would seal mails and key the
+        # audit pseudonyms under a secret anyone can rebuild: refuse to start on it.
+        raise ConfigurationError(
+            f"{path} holds no usable secret; delete it to have a new one made, "
+            "or set IDP_SECRET_KEY"
+        )
+    return secret
 
 
 def flask_config(settings: Mapping[str, Any]) -> dict[str, Any]:
