@@ -39,6 +39,8 @@ def test_environment_is_read(tmp_path):
         {"IDP_MAIL_USE_TLS": "maybe"},
         {"IDP_ISSUER": "idp.example.com"},
         {"IDP_REFRESH_REUSE_GRACE": "-1"},
+        {"IDP_IPV6_PREFIX_LENGTH": "16"},  # a /16 would put whole providers in one budget
+        {"IDP_IPV6_PREFIX_LENGTH": "129"},
     ],
 )
 def test_unsafe_or_malformed_settings_are_refused(tmp_path, environ):
