@@ -31,14 +31,16 @@ EVENTS = frozenset(
         "user.verify_email",  # success
         "login.success",  # session_id, client_id
         "login.failure",  # reason bad_password | unknown_account | password_too_long |
-        #                   password_changed (during the check) (failure), unverified |
-        #                   throttled (denied); always email_hash
+        #                   password_changed (during the check) (failure, with under_attack:
+        #                   the account-wide wall was full and the answer 429), unverified |
+        #                   throttled (denied, the per-source wall); always email_hash
         "session.refresh",  # success (grace: true for a sibling pair); failure reason
         #                     unknown_token | expired | wrong_client | session_revoked |
         #                     inactive_user
         "session.reuse_detected",  # denied: a spent refresh token came back, session revoked
         "session.logout",  # success: session_id, jti; failure reason token_mismatch
-        "password_reset.requested",  # success; failure reason unknown_account (email_hash)
+        "password_reset.requested",  # success; failure reason unknown_account (email_hash);
+        #                              denied reason throttled (the mail cap: nothing issued)
         "password_reset.confirmed",  # success: new password, every session ended
         "rate_limit.exceeded",  # denied: limit, endpoint
         "token.issued",  # client_credentials: client_id, scope, jti

@@ -18,7 +18,9 @@ PENDING = "pending"  # sealed and ready; due at next_attempt_at
 SENDING = "sending"  # claimed by a sender; never claimed again (at most once)
 SENT = "sent"
 DEAD = "dead"  # given up: too many failures, refused for good, or its link expired unsent
-DROPPED = "dropped"  # nothing to send: no such account, or the per-address limit was reached
+# Nothing to send: no such account, the per-address limit was reached (nothing was issued), or
+# its links were superseded or used while it waited.
+DROPPED = "dropped"
 STATUSES = (REQUESTED, PENDING, SENDING, SENT, DEAD, DROPPED)
 FINISHED = (SENT, DEAD, DROPPED)
 
