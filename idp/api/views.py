@@ -29,6 +29,13 @@ bp = Blueprint("api", __name__, url_prefix="/api/v1/auth")
 
 SAME_ANSWER_RESEND = "If the address belongs to an unverified account, a new link is on its way."
 SAME_ANSWER_RESET = "If the address belongs to an account, a password reset link is on its way."
+# The frontend's landing page shows this; it is also where someone who never registered lands
+# after clicking a link they should not have (pre-account hijacking): tell them what to do.
+VERIFIED = (
+    "Email verified. You can now log in. Did not create this account? Reset its password now "
+    "(the mail's second link, or 'forgot password'): that replaces the password chosen at "
+    "registration and signs everyone else out."
+)
 
 
 def user_json(user: User | TokenUser) -> dict[str, Any]:
@@ -67,7 +74,7 @@ def register() -> tuple[Response, int]:
 def verify_email() -> tuple[Response, int]:
     params = parse(TokenParams)
     get_services().accounts.verify_email(params.token, utcnow())
-    return envelope.success("Email verified. You can now log in.")
+    return envelope.success(VERIFIED)
 
 
 @bp.post("/resend-verification/")

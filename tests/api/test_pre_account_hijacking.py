@@ -77,3 +77,11 @@ def test_the_takeover_link_works_once(client, mailbox):
     (reset_token,) = RESET_LINK.findall(mail.text)
     assert reset_with(client, reset_token).status_code == 200
     assert reset_with(client, reset_token, "Another-Pass-3").status_code == 400
+
+
+def test_the_verification_landing_answer_tells_a_non_registrant_what_to_do(client, mailbox):
+    mail = the_verification_mail(client, mailbox, unique_email("victim"))
+    answer = client.post(f"{API}/verify-email/", json={"token": mail.token})
+    assert answer.status_code == 200
+    assert answer.json["message"].startswith("Email verified. You can now log in.")
+    assert "Did not create this account? Reset its password now" in answer.json["message"]
