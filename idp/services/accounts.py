@@ -42,15 +42,6 @@ def canonical_email(email: str) -> str:
     return unicodedata.normalize("NFKC", email).casefold()
 
 
-def _greeting(user: User) -> dict[str, str]:
-    """The name to greet a mail's recipient with: only once they have proven the address.
-
-    Before that the name is whatever the registrant typed, and the mail goes to whatever address
-    they typed: greeting with it would let anyone put their text into a genuine mail to anybody.
-    """
-    return {"first_name": user.first_name} if user.email_verified_at is not None else {}
-
-
 class AccountService:
     """Every rule about a user's account and its mails."""
 
@@ -151,7 +142,10 @@ class AccountService:
     def _link_mail(self, user: User, message: str, now: datetime) -> Resolution:
         """Issue the tokens a verification or reset mail links to, and return that mail.
 
-        The tokens are staged in the session; the caller commits them with the mail's row.
+        The tokens are staged in the session; the caller commits them with the mail's row. No
+        mail carries the account's name: it is whatever the registrant typed, and neither a
+        verified address nor a reset proves that the mailbox's owner chose it, so greeting with
+        it would let anyone put their text into a genuine mail to somebody else.
         """
         if message == VERIFY_EMAIL_MAIL:
             verify = ott.issue_one_time_token(user, ott.VERIFY_EMAIL, now)
@@ -168,7 +162,7 @@ class AccountService:
         purpose = ott.VERIFY_EMAIL if message == VERIFY_EMAIL_MAIL else ott.PASSWORD_RESET
         return Resolution(
             user.email,
-            {**context, **_greeting(user)},
+            context,
             now + ott.LIFETIMES[purpose],
             tokens,
         )
@@ -202,7 +196,7 @@ class AccountService:
         if owner is None:
             return None
         self.outbox.admit(ACCOUNT_EXISTS, owner.email_canonical)
-        return Resolution(owner.email, _greeting(owner))
+        return Resolution(owner.email, {})
 
     def verify_email(self, raw_token: str, now: datetime) -> User:
         """Spend a verification token and activate its account."""
