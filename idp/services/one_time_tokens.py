@@ -93,10 +93,13 @@ def spend_superseded(mail_id: int, now: datetime, in_flight_since: datetime) -> 
     return spent
 
 
-def carries_only_dead_tokens(mail_id: int, now: datetime) -> bool:
-    """Whether the mail carries tokens and every one is used or expired: sending it is useless.
+def carries_a_dead_token(mail_id: int, now: datetime) -> bool:
+    """Whether a link the mail carries is already used or expired: sending it would mislead.
 
-    That happens to a mail still retrying when a newer one of the same kind got through first.
+    That happens to a mail still retrying when a newer one got through first. One dead link is
+    enough to drop the whole mail (a verification mail carries two): a mail that arrives with a
+    dead link is worse than none, and nothing it would have superseded was spent, so the links
+    the user already holds still work.
     Asked once the mail is claimed, under its user's lock, so that this and a sibling's
     `spend_superseded` see each other in one order: either this mail is in flight when the
     sibling spends (and keeps its links), or the sibling's spend is seen here.
@@ -106,7 +109,7 @@ def carries_only_dead_tokens(mail_id: int, now: datetime) -> bool:
     rows = db.session.execute(
         select(OneTimeToken.used_at, OneTimeToken.expires_at).where(OneTimeToken.mail_id == mail_id)
     ).all()
-    return all(used is not None or expires <= now for used, expires in rows)
+    return any(used is not None or expires <= now for used, expires in rows)
 
 
 def _carried(mail_id: int) -> list[Any]:

@@ -258,3 +258,29 @@ def test_a_capped_request_is_audited_as_denied(make_app, mailbox, audit_output):
     ]
     assert events == [("success", None), ("denied", "throttled")]
     assert PASSWORD not in audit_output.getvalue()
+
+
+def test_a_retried_mail_with_one_superseded_link_is_dropped_not_delivered_last(make_app, mailbox):
+    up = make_app()
+    client = up.test_client()
+    victim = unique_email("victim")
+    assert register(client, victim).status_code == 201
+    (registration,) = mailbox.wait_for(victim)
+    # A resent verification mail (a verification link and a "did not register?" reset link)
+    # waits for a retry...
+    down = smtp_down(make_app)
+    down.test_client().post(f"{API}/resend-verification/", json={"email": victim})
+    settle(down.test_client())
+    (waiting,) = outbox(down, status="pending")
+    # ... while a reset mail gets through: its reset link supersedes the waiting mail's.
+    client.post(f"{API}/password-reset/", json={"email": victim})
+    (reset,) = subjects(mailbox, victim, RESET[1]) or mailbox.wait_for(victim, 2)[-1:]
+    settle(client)
+
+    back_off_elapses(up)
+    assert send_pending(up) == "1 dropped\n"
+    assert only(outbox(up, id=waiting.id)).last_error == "superseded"
+    # The last mail the victim got is the reset mail, and every link the victim holds works.
+    assert mailbox.to(victim)[-1].subject == RESET[1]
+    assert use(client, RESEND[0], registration.token).status_code == 200
+    assert use(client, RESET[0], reset.token).status_code == 200

@@ -113,7 +113,9 @@ def test_retries_back_off_doubling_up_to_an_hour_then_the_mail_is_dead(make_app,
             now = due
             outcomes += outbox.send_pending(now).elements()
         row = row_of(mail_id)
-        assert (row.status, row.attempts, row.finished_at) == ("dead", 9, now)
+        assert (row.status, row.attempts) == ("dead", 9)
+        # send_pending's clock starts at `now` and runs on with the real one through a batch.
+        assert timedelta(0) <= row.finished_at - now < timedelta(seconds=5)
         assert outbox.send_pending(now + timedelta(days=1)) == Counter()
     assert delays == [60, 120, 240, 480, 960, 1920, 3600, 3600]
     assert outcomes == ["pending"] * 7 + ["dead"]
