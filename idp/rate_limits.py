@@ -1,7 +1,7 @@
 """Per-address route limits (flask-limiter), one limiter per application.
 
 "Per address" means per IPv4 address and per IPv6 network (IDP_IPV6_PREFIX_LENGTH, a /64 by
-default), taken after the trusted-proxy rule: see source_of().
+default), taken after the trusted-proxy rule: see idp.client_address.
 
 Limits are named scope.action and declared in ROUTE_LIMITS below. Counters live in Redis when
 IDP_REDIS_URL is set, shared by every worker and instance; in process memory otherwise. If Redis
@@ -10,7 +10,6 @@ fails, limits fall back to process memory instead of failing open or refusing se
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import time
 from typing import Any
@@ -18,6 +17,8 @@ from typing import Any
 from flask import Flask, current_app, request
 from flask_limiter import HeaderNames, Limiter
 from limits.strategies import RateLimiter
+
+from idp.client_address import site_of, source_of
 
 log = logging.getLogger(__name__)
 
@@ -69,28 +70,14 @@ def init_app(app: Flask, settings: dict[str, Any]) -> Limiter:
     return limiter
 
 
-def source_of(address: str | None, ipv6_prefix: int) -> str:
-    """The key a client address is counted under: IPv4 whole, IPv6 by its /ipv6_prefix network.
-
-    A host is commonly given a whole IPv6 /64 and can pick any address in it, so per-/128
-    counters would give it an unlimited supply. An IPv4-mapped IPv6 address counts as the IPv4.
-    """
-    if not address:
-        return "unknown"
-    if ":" not in address:
-        return address  # IPv4: the common case, no parsing
-    try:
-        ip = ipaddress.IPv6Address(address.split("%", 1)[0])
-    except ValueError:
-        return address
-    if ip.ipv4_mapped is not None:
-        return str(ip.ipv4_mapped)
-    return str(ipaddress.IPv6Network((ip, ipv6_prefix), strict=False))
-
-
 def request_source() -> str:
     """The current client's key for per-address limits (after the trusted-proxy rule)."""
     return source_of(request.remote_addr, current_app.config["IDP"]["IDP_IPV6_PREFIX_LENGTH"])
+
+
+def request_site() -> str | None:
+    """The current client's IPv6 site (/48), None for IPv4 (see idp.client_address)."""
+    return site_of(request.remote_addr)
 
 
 def current_strategy() -> RateLimiter:

@@ -20,7 +20,7 @@ from idp.api.schemas import (
 )
 from idp.clock import utcnow
 from idp.models import User
-from idp.rate_limits import request_source
+from idp.rate_limits import request_site, request_source
 from idp.services.access_tokens import TokenUser
 from idp.services.registry import get_services
 from idp.services.sessions import TokenPair
@@ -88,7 +88,7 @@ def resend_verification() -> tuple[Response, int]:
 def login() -> tuple[Response, int]:
     params = parse(LoginParams)
     pair = get_services().accounts.login(
-        params.email, params.password, utcnow(), source=request_source()
+        params.email, params.password, utcnow(), source=request_source(), site=request_site()
     )
     return envelope.success("Login successful.", token_json(pair))
 

@@ -219,40 +219,48 @@ class AccountService:
         self._request_mail(VERIFY_EMAIL_MAIL, email, now)
 
     def authenticate(
-        self, email: str, password: str, now: datetime, source: str | None = None
+        self,
+        email: str,
+        password: str,
+        now: datetime,
+        source: str | None = None,
+        site: str | None = None,
     ) -> User:
         """Check a login; unknown email and wrong password fail alike and cost the same.
 
-        `source` is the client's address as limits count it (an IPv6 address by its network),
-        for the per-account-and-source failure limit.
+        `source` is the client as limits count it (an IPv6 client by its network), `site` an
+        IPv6 client's /48 (None for IPv4); see idp.client_address.
 
         Two walls, both counted on failure, per address whether or not an account has it (the
         same answers for every address). The per-source wall refuses before the password is
         checked. The account-wide wall never refuses a correct password by itself: once full,
-        the account is under attack, every failure answers 429 and costs its source
-        FAILURE_COST_UNDER_ATTACK failures, so each attacking source gets a few guesses per
-        window while the owner, from a source of their own, still signs in.
+        the account is under attack, every failure answers 429 and costs its source (and an
+        IPv6 source's whole site) FAILURE_COST_UNDER_ATTACK failures, so each attacking source
+        gets a few guesses per window while the owner, from a source of their own, signs in.
         """
         account_key = canonical_email(email)
-        source_key = f"{account_key} {source}" if source else None
-        if source_key is not None and not self.source_failures.allows(source_key):
-            audit.record("login.failure", "denied", reason="throttled", email=email)
-            raise TooManyFailedLogins(self.source_failures.resets_in(source_key))
         under_attack = not self.login_failures.allows(account_key)
+        walls = [f"{account_key} {source}"] if source else []
+        if under_attack and site:
+            walls.append(f"{account_key} site {site}")
+        for key in walls:
+            if not self.source_failures.allows(key):
+                audit.record("login.failure", "denied", reason="throttled", email=email)
+                raise TooManyFailedLogins(self.source_failures.resets_in(key))
 
-        def fail(reason: str, user_id: str | None = None) -> NoReturn:
+        def fail(reason: str, user_id: str | None = None, outcome: str = "failure") -> NoReturn:
             audit.record(
                 "login.failure",
-                "failure",
+                outcome,
                 user_id=user_id,
                 reason=reason,
                 email=email,
                 under_attack=under_attack,
             )
             self.login_failures.hit(account_key)
-            if source_key is not None:
-                cost = FAILURE_COST_UNDER_ATTACK if under_attack else 1
-                self.source_failures.hit(source_key, cost)
+            cost = FAILURE_COST_UNDER_ATTACK if under_attack else 1
+            for key in walls:
+                self.source_failures.hit(key, cost)
             if under_attack:
                 raise TooManyFailedLogins(self.login_failures.resets_in(account_key))
             raise InvalidCredentials()
@@ -270,14 +278,16 @@ class AccountService:
             fail("unknown_account" if user is None else "bad_password", public_id)
         # Only someone who knows the password learns that the address is unverified.
         if user.email_verified_at is None or not user.is_active:
-            audit.record(
-                "login.failure", "denied", user_id=public_id, reason="unverified", email=email
-            )
             if self.registration_privacy:
                 # Registration answers 201 for a taken address too, and its owner gets a mail.
                 # A 403 here would tell the registrant that their sign-up made the account (it
-                # knows that password) while a taken address answers 401: so both answer 401.
-                raise InvalidCredentials()
+                # knows that password) while a taken address answers 401: so this answers as a
+                # wrong password does, counted on the walls (or the 429 under attack would
+                # tell the two apart).
+                fail("unverified", public_id, outcome="denied")
+            audit.record(
+                "login.failure", "denied", user_id=public_id, reason="unverified", email=email
+            )
             raise EmailNotVerified()
         changes: dict[str, object] = {"last_login_at": now}
         if checked.rehash:
@@ -297,10 +307,15 @@ class AccountService:
         return user
 
     def login(
-        self, email: str, password: str, now: datetime, source: str | None = None
+        self,
+        email: str,
+        password: str,
+        now: datetime,
+        source: str | None = None,
+        site: str | None = None,
     ) -> TokenPair:
         """Check a login and open a session for the /api/v1/auth client."""
-        user = self.authenticate(email, password, now, source)
+        user = self.authenticate(email, password, now, source, site)
         pair = self.sessions.start(user, self.api_client_id, API_SCOPE, now)
         audit.record(
             "login.success",

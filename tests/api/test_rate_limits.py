@@ -284,3 +284,74 @@ def test_retry_after_is_only_on_the_429(make_app):
     assert all("Retry-After" not in a.headers for a in answers[:5])
     assert answers[0].headers["X-RateLimit-Limit"] == "5"
     assert int(answers[-1].headers["Retry-After"]) >= 1
+
+
+def test_under_attack_one_ipv6_site_shares_one_budget_and_the_owner_elsewhere_signs_in(
+    make_app, mailbox
+):
+    client = make_app(
+        IDP_TRUSTED_PROXIES=1, IDP_LOGIN_FAILURES_PER_ACCOUNT="2 per hour", **LIMITED
+    ).test_client()
+    email = unique_email()
+    register_and_verify(client, mailbox, email)
+
+    def attempt(source, password=None):
+        body = {"email": email, "password": password or "Wrong-Pass-1"}
+        return client.post(f"{API}/login/", json=body, headers={"X-Forwarded-For": source})
+
+    for n in range(2):  # fill the account's wall
+        assert attempt(f"198.51.100.{n}").status_code == 401
+    # One site (a /48) walks through its /64s: two guesses in all, then refused unchecked.
+    answers = [attempt(f"2001:db8:5:{n:x}::1").status_code for n in range(6)]
+    assert answers == [429] * 6
+    assert_rate_limited(attempt("2001:db8:5:99::1", PASSWORD), window=15 * 60)
+    # The owner, in another site, signs in; so does an IPv4 owner.
+    assert attempt("2001:db8:6::1", PASSWORD).status_code == 200
+    assert attempt("203.0.113.50", PASSWORD).status_code == 200
+
+
+def test_a_port_in_forwarded_for_buys_no_fresh_budget(make_app):
+    client = make_app(IDP_TRUSTED_PROXIES=1, **LIMITED).test_client()
+    body = {"email": "x@example.com", "password": "Wrong-Pass-1"}
+    for port in range(40000, 40005):
+        headers = {"X-Forwarded-For": f"203.0.113.5:{port}"}
+        assert client.post(f"{API}/login/", json=body, headers=headers).status_code == 401
+    for spelling in ("203.0.113.5:41000", "203.0.113.5", "[::ffff:203.0.113.5]:443"):
+        headers = {"X-Forwarded-For": spelling}
+        assert_rate_limited(client.post(f"{API}/login/", json=body, headers=headers))
+
+
+def test_in_privacy_mode_a_full_wall_does_not_tell_a_taken_address_from_a_new_one(
+    make_app, mailbox
+):
+    # The attacker registers two addresses with its password: one was free (so the password
+    # is right, the account unverified), one was taken (wrong password). With the account
+    # walls full, both logins must answer alike.
+    client = make_app(
+        IDP_TRUSTED_PROXIES=1,
+        IDP_REGISTRATION_PRIVACY=True,
+        IDP_LOGIN_FAILURES_PER_ACCOUNT="2 per hour",
+        **LIMITED,
+    ).test_client()
+    taken = unique_email("taken")
+    register_and_verify(client, mailbox, taken)
+    fresh = unique_email("fresh")
+    answers = {}
+    for n, address in enumerate((taken, fresh)):
+        headers = {"X-Forwarded-For": f"192.0.2.{n}"}
+        body = {
+            "email": address,
+            "password": "Attackers-Own-1",
+            "first_name": "A",
+            "last_name": "B",
+        }
+        assert client.post(f"{API}/register/", json=body, headers=headers).status_code == 201
+        for m in range(2):
+            headers = {"X-Forwarded-For": f"198.51.{n}.{m}"}
+            bad = {"email": address, "password": "Wrong-Pass-1"}
+            assert client.post(f"{API}/login/", json=bad, headers=headers).status_code == 401
+        headers = {"X-Forwarded-For": f"203.0.113.{n}"}
+        mine = {"email": address, "password": "Attackers-Own-1"}
+        answers[address] = client.post(f"{API}/login/", json=mine, headers=headers)
+    assert answers[taken].status_code == answers[fresh].status_code == 429
+    assert answers[taken].json == answers[fresh].json
