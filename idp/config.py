@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import secrets
 import tempfile
@@ -229,24 +230,22 @@ def _origins(value: str | list[str]) -> list[str]:
 def _instance_secret(instance_path: Path) -> str:
     """Read the development secret kept under instance/, creating it once.
 
-    Several processes may start at once (gunicorn workers, the mail worker): the secret is
-    written whole to a temporary file and linked into place, so a process never reads a file
-    that exists but is still empty, and only one secret is ever kept.
+    Several processes may start at once (gunicorn workers, the mail worker): they take turns
+    on a lock file, and the secret is written whole to a temporary file and renamed into place,
+    so a process never reads a file that exists but is still empty, and only one is ever kept.
     """
     path = instance_path / "secret_key"
     instance_path.mkdir(parents=True, exist_ok=True)
     if not path.exists():
-        fd, temporary = tempfile.mkstemp(dir=instance_path, prefix=".secret_key.")
-        try:
-            with os.fdopen(fd, "w") as handle:
-                handle.write(secrets.token_urlsafe(48))
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.link(temporary, path)  # atomic, and fails if another process linked first
-        except FileExistsError:
-            pass
-        finally:
-            os.unlink(temporary)
+        with open(instance_path / ".secret_key.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file is closed
+            if not path.exists():
+                fd, temporary = tempfile.mkstemp(dir=instance_path, prefix=".secret_key.")
+                with os.fdopen(fd, "w") as handle:
+                    handle.write(secrets.token_urlsafe(48))
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                os.replace(temporary, path)
     secret = path.read_text().strip()
     if len(secret) < MIN_PRODUCTION_SECRET_LENGTH:
         # An empty or cut file (left by an older release's race) would seal mails and key the

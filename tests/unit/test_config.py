@@ -82,7 +82,8 @@ def test_processes_starting_together_all_read_one_whole_secret(tmp_path):
         (secret,) = seen  # every process read the same secret
         assert len(secret) >= 32, seen
         assert (tmp_path / str(n) / "secret_key").read_text() == secret
-        assert sorted(p.name for p in (tmp_path / str(n)).iterdir()) == ["secret_key"]
+        left = sorted(p.name for p in (tmp_path / str(n)).iterdir())
+        assert left == [".secret_key.lock", "secret_key"]  # no temporary file left behind
 
 
 @pytest.mark.parametrize("content", ["", "\n", "short"])
