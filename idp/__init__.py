@@ -14,7 +14,7 @@ from idp import audit, cli, database, http, rate_limits
 from idp.config import PRODUCTION, flask_config, load_settings
 from idp.errors import ConfigurationError, SigningKeyError
 from idp.extensions import mail
-from idp.oauth2 import config_oauth
+from idp.oauth.server import config_oauth
 from idp.services import registry
 from idp.services.keys import KeyStore
 
@@ -77,13 +77,13 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
 
     from idp.api import bp as api_bp
     from idp.api.openapi import bp as openapi_bp
-    from idp.health import bp as health_bp
     from idp.oauth import bp as oauth_bp
+    from idp.probes import bp as probes_bp
 
     app.register_blueprint(api_bp)
     app.register_blueprint(openapi_bp)
     app.register_blueprint(oauth_bp)
-    app.register_blueprint(health_bp)
+    app.register_blueprint(probes_bp)
     rate_limits.init_app(app, settings)
     http.init_app(app)
     cli.init_app(app)

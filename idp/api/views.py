@@ -7,7 +7,6 @@ from typing import Any
 from flask import Blueprint, Response, g
 
 from idp.api import envelope
-from idp.api.require_token import bearer_token, require_token, verify_request_token
 from idp.api.schemas import (
     EmailParams,
     LoginParams,
@@ -20,6 +19,7 @@ from idp.api.schemas import (
 )
 from idp.clock import utcnow
 from idp.models import User
+from idp.oauth.bearer import bearer_token, require_token, verify_request_token
 from idp.rate_limits import request_site, request_source
 from idp.services.access_tokens import TokenUser
 from idp.services.registry import get_services

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from idp.oauth2 import authorization_server
+from idp.oauth.discovery import discovery_document
+from idp.oauth.server import authorization_server
 from idp.services.registry import get_services
-from idp.services.sessions import API_SCOPE
 
 bp = Blueprint("oauth", __name__)
 
@@ -79,29 +78,6 @@ def openid_configuration() -> Response:
             hashlib.sha256(body).hexdigest(),
         )
     return _cacheable_json(*document)
-
-
-def discovery_document(settings: dict[str, Any]) -> dict[str, Any]:
-    """Describe this server per RFC 8414 and OpenID Connect Discovery."""
-    issuer = settings["IDP_ISSUER"]
-    client_auth = ["client_secret_basic", "client_secret_post"]
-    return {
-        "issuer": issuer,
-        "jwks_uri": f"{issuer}/.well-known/jwks.json",
-        "token_endpoint": f"{issuer}/oauth/token",
-        "revocation_endpoint": f"{issuer}/oauth/revoke",
-        "introspection_endpoint": f"{issuer}/oauth/introspect",
-        "grant_types_supported": ["client_credentials", "refresh_token"],
-        "response_types_supported": [],
-        "scopes_supported": sorted(API_SCOPE.split()),
-        "token_endpoint_auth_methods_supported": [*client_auth, "none"],
-        "revocation_endpoint_auth_methods_supported": [*client_auth, "none"],
-        "introspection_endpoint_auth_methods_supported": client_auth,
-        "subject_types_supported": ["public"],
-        "id_token_signing_alg_values_supported": ["RS256"],
-        "access_token_signing_alg_values_supported": ["RS256"],
-        "claims_supported": ["iss", "sub", "aud", "exp", "iat", "jti", "client_id", "scope", "sid"],
-    }
 
 
 def _cacheable_json(body: bytes, etag: str) -> Response:

@@ -12,12 +12,12 @@ from idp.services.access_tokens import AccessTokenService
 from idp.services.accounts import AccountService
 from idp.services.background import BackgroundJobs
 from idp.services.clients import RecentClients
-from idp.services.health import HealthService
 from idp.services.keys import KeyStore
 from idp.services.mail import LogBackend, MailBackend, MailService, SMTPBackend
 from idp.services.maintenance import MaintenanceService
 from idp.services.outbox import Outbox
 from idp.services.passwords import PasswordService
+from idp.services.readiness import ReadinessService
 from idp.services.revocation_cache import RevocationCache
 from idp.services.sealing import Sealer
 from idp.services.sessions import SessionService
@@ -41,7 +41,7 @@ class Services:
     clients: RecentClients
     accounts: AccountService
     jobs: BackgroundJobs
-    health: HealthService
+    readiness: ReadinessService
     maintenance: MaintenanceService
 
 
@@ -116,7 +116,7 @@ def init_app(app: Flask, settings: dict[str, Any]) -> Services:
             registration_privacy=settings["IDP_REGISTRATION_PRIVACY"],
         ),
         jobs=jobs,
-        health=HealthService(keys, settings["IDP_REDIS_URL"]),
+        readiness=ReadinessService(keys, settings["IDP_REDIS_URL"]),
         maintenance=MaintenanceService(
             settings["IDP_ACCESS_TOKEN_TTL"], settings["IDP_TOKEN_LEEWAY"]
         ),

@@ -1,6 +1,6 @@
 from flask import Blueprint, g, jsonify
 
-from idp.api import require_token
+from idp.oauth.bearer import require_token
 from tests.flows import logged_in_user
 
 

@@ -1,4 +1,4 @@
-"""@require_token: protect any endpoint with our bearer access tokens."""
+"""Bearer-token protection (RFC 6750): @require_token guards any endpoint with our access tokens."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""GET /healthz (the process answers) and GET /readyz (it can serve: database, Redis, key).
+"""The probes: GET /healthz (the process answers) and GET /readyz (it can serve: database, Redis,
+key); the checks are idp.services.readiness.
 
 Meant for load balancers and orchestrators: no rate limit, no caching, no internal details.
 """
@@ -21,7 +22,7 @@ def healthz() -> Response:
 @bp.get("/readyz")
 def readyz() -> Response:
     """Readiness: 200 when every dependency answers, 503 naming the ones that did not."""
-    readiness = get_services().health.check_readiness()
+    readiness = get_services().readiness.check()
     if readiness.ready:
         return _no_store(jsonify(status="ready", checks=readiness.checks), 200)
     return _no_store(jsonify(status="unavailable", checks=readiness.checks), 503)

@@ -29,7 +29,7 @@ class Readiness:
     checks: dict[str, str]
 
 
-class HealthService:
+class ReadinessService:
     """Check the database, Redis (when configured) and the signing key."""
 
     def __init__(self, keys: KeyStore, redis_url: str | None) -> None:
@@ -42,7 +42,7 @@ class HealthService:
             else None
         )
 
-    def check_readiness(self) -> Readiness:
+    def check(self) -> Readiness:
         """Run every check; ready only when all of them pass."""
         checks: dict[str, Callable[[], object]] = {"database": self._ping_database}
         if self._redis is not None:

@@ -1,4 +1,4 @@
-"""Token-endpoint grants: client_credentials, and refresh_token with our rotation."""
+"""The refresh_token grant (RFC 6749 6) with rotation and reuse detection (RFC 9700 4.14)."""
 
 from __future__ import annotations
 
@@ -11,19 +11,9 @@ from authlib.oauth2.rfc6749.errors import (
     InvalidScopeError,
 )
 
-from idp import audit
 from idp.clock import utcnow
 from idp.errors import InvalidRefreshToken
 from idp.services.registry import get_services
-
-
-class ClientCredentialsGrant(grants.ClientCredentialsGrant):
-    TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
-
-    def validate_requested_scope(self) -> None:
-        requested = self.request.payload.scope
-        if requested and not set(requested.split()) <= set(self.client.scope.split()):
-            raise InvalidScopeError()
 
 
 class RefreshTokenGrant(grants.RefreshTokenGrant):
@@ -58,34 +48,3 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
             "scope": pair.scope,
         }
         return 200, body, self.TOKEN_RESPONSE_HEADER
-
-
-def generate_client_token(
-    grant_type: str,
-    client: Any,
-    user: Any = None,
-    scope: str | None = None,
-    expires_in: int | None = None,
-    include_refresh_token: bool = True,
-) -> dict[str, Any]:
-    """Mint the access token of a client_credentials grant (RFC 9068: sub is the client)."""
-    granted = client.get_allowed_scope(scope)
-    issued = get_services().access_tokens.issue(
-        subject=client.get_client_id(),
-        client_id=client.get_client_id(),
-        scope=granted,
-        now=utcnow(),
-    )
-    audit.record(
-        "token.issued",
-        "success",
-        client_id=client.get_client_id(),
-        scope=granted,
-        jti=issued.claims["jti"],
-    )
-    return {
-        "access_token": issued.token,
-        "token_type": "Bearer",
-        "expires_in": issued.expires_in,
-        "scope": granted,
-    }

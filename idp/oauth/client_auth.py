@@ -1,38 +1,22 @@
-"""Authlib wiring: one authorization server per application, set up by config_oauth(app)."""
+"""Client authentication at the token, revocation and introspection endpoints (RFC 6749 2.3).
+
+Authlib's three methods, wrapped so that an unknown client_id and a wrong secret get the same
+401 invalid_client, and a malformed Basic header authenticates nobody instead of raising.
+"""
 
 from __future__ import annotations
 
 import base64
 from typing import Any
 
-from authlib.integrations.flask_oauth2 import AuthorizationServer
 from authlib.oauth2.rfc6749.authenticate_client import (
     authenticate_client_secret_basic,
     authenticate_client_secret_post,
     authenticate_none,
 )
 from authlib.oauth2.rfc6749.errors import InvalidClientError
-from flask import Flask, current_app
 
-from idp.oauth2.clients import Client
-from idp.oauth2.endpoints import IntrospectionEndpoint, RevocationEndpoint
-from idp.oauth2.grants import ClientCredentialsGrant, RefreshTokenGrant, generate_client_token
-from idp.services.registry import get_services
-from idp.services.sessions import API_SCOPE
-
-EXTENSION_KEY = "idp.authorization_server"
-
-
-def api_client(client_id: str) -> Client:
-    """The built-in public client that /api/v1/auth issues its sessions to."""
-    return Client(client_id, {"refresh_token"}, API_SCOPE)
-
-
-def query_client(client_id: str) -> Client | None:
-    if client_id == get_services().settings["IDP_API_CLIENT_ID"]:
-        return api_client(client_id)
-    row = get_services().clients.find(client_id)
-    return Client.from_row(row) if row is not None else None
+from idp.oauth.clients import Client
 
 
 def _unknown_is_unauthenticated(method: Any, query_client: Any, request: Any) -> Client | None:
@@ -73,28 +57,3 @@ def authenticate_post(query_client: Any, request: Any) -> Client | None:
 def authenticate_public(query_client: Any, request: Any) -> Client | None:
     """none (the public API client); an unknown client_id answers like a wrong secret."""
     return _unknown_is_unauthenticated(authenticate_none, query_client, request)
-
-
-def save_token(token: dict[str, Any], request: Any) -> None:
-    """Nothing to store: access tokens are self-contained, refresh tokens are stored on rotation."""
-
-
-def config_oauth(app: Flask) -> AuthorizationServer:
-    """Create the application's authorization server with our grants and endpoints."""
-    server = AuthorizationServer()
-    server.init_app(app, query_client=query_client, save_token=save_token)
-    server.register_client_auth_method("client_secret_basic", authenticate_basic)
-    server.register_client_auth_method("client_secret_post", authenticate_post)
-    server.register_client_auth_method("none", authenticate_public)
-    server.register_token_generator("client_credentials", generate_client_token)
-    server.register_grant(ClientCredentialsGrant)
-    server.register_grant(RefreshTokenGrant)
-    server.register_endpoint(RevocationEndpoint)
-    server.register_endpoint(IntrospectionEndpoint)
-    app.extensions[EXTENSION_KEY] = server
-    return server
-
-
-def authorization_server() -> AuthorizationServer:
-    """Return the current application's authorization server."""
-    return current_app.extensions[EXTENSION_KEY]

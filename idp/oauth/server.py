@@ -1,0 +1,56 @@
+"""The authorization server: one Authlib server per application with our grants and endpoints."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from authlib.integrations.flask_oauth2 import AuthorizationServer
+from flask import Flask, current_app
+
+from idp.oauth.client_auth import authenticate_basic, authenticate_post, authenticate_public
+from idp.oauth.client_credentials import ClientCredentialsGrant, generate_client_token
+from idp.oauth.clients import Client
+from idp.oauth.introspection import IntrospectionEndpoint
+from idp.oauth.refresh_token import RefreshTokenGrant
+from idp.oauth.revocation import RevocationEndpoint
+from idp.services.registry import get_services
+from idp.services.sessions import API_SCOPE
+
+EXTENSION_KEY = "idp.authorization_server"
+
+
+def api_client(client_id: str) -> Client:
+    """The built-in public client that /api/v1/auth issues its sessions to."""
+    return Client(client_id, {"refresh_token"}, API_SCOPE)
+
+
+def query_client(client_id: str) -> Client | None:
+    if client_id == get_services().settings["IDP_API_CLIENT_ID"]:
+        return api_client(client_id)
+    row = get_services().clients.find(client_id)
+    return Client.from_row(row) if row is not None else None
+
+
+def save_token(token: dict[str, Any], request: Any) -> None:
+    """Nothing to store: access tokens are self-contained, refresh tokens are stored on rotation."""
+
+
+def config_oauth(app: Flask) -> AuthorizationServer:
+    """Create the application's authorization server with our grants and endpoints."""
+    server = AuthorizationServer()
+    server.init_app(app, query_client=query_client, save_token=save_token)
+    server.register_client_auth_method("client_secret_basic", authenticate_basic)
+    server.register_client_auth_method("client_secret_post", authenticate_post)
+    server.register_client_auth_method("none", authenticate_public)
+    server.register_token_generator("client_credentials", generate_client_token)
+    server.register_grant(ClientCredentialsGrant)
+    server.register_grant(RefreshTokenGrant)
+    server.register_endpoint(RevocationEndpoint)
+    server.register_endpoint(IntrospectionEndpoint)
+    app.extensions[EXTENSION_KEY] = server
+    return server
+
+
+def authorization_server() -> AuthorizationServer:
+    """Return the current application's authorization server."""
+    return current_app.extensions[EXTENSION_KEY]
