@@ -16,6 +16,7 @@ import unicodedata
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any
 
 from flask import Flask, current_app, g, has_request_context, request
@@ -25,38 +26,91 @@ from idp.clock import utcnow
 LOGGER_NAME = "idp.audit"
 logger = logging.getLogger(LOGGER_NAME)
 
-EVENTS = frozenset(
-    {
-        "user.register",  # success; failure reason email_exists (with email_hash)
-        "user.verify_email",  # success
-        "login.success",  # session_id, client_id
-        "login.failure",  # reason bad_password | unknown_account | password_too_long |
-        #                   password_changed (during the check) (failure, with under_attack:
-        #                   the account-wide wall was full and the answer 429), unverified |
-        #                   throttled (denied, the per-source wall); always email_hash
-        "session.refresh",  # success (grace: true for a sibling pair); failure reason
-        #                     unknown_token | expired | wrong_client | session_revoked |
-        #                     inactive_user
-        "session.reuse_detected",  # denied: a spent refresh token came back, session revoked
-        "session.logout",  # success: session_id, jti; failure reason token_mismatch
-        "password_reset.requested",  # success; failure reason unknown_account (email_hash);
-        #                              denied reason throttled (the mail cap: nothing issued)
-        "password_reset.confirmed",  # success: new password, every session ended
-        "rate_limit.exceeded",  # denied: limit, endpoint
-        "token.issued",  # client_credentials: client_id, scope, jti
-        "token.revoked",  # RFC 7009: kind access | refresh, client_id, jti or session_id
-        "client.auth_failure",  # a confidential client presented a wrong secret
-        "client.created",  # client_id, scope
-        "client.deleted",  # client_id
-        "key.rotated",  # kid, staged
-        "key.activated",  # kid
-        "key.retired",  # kid
-        "mail.dead",  # failure: mail_id, message, reason (a queued mail given up, never sent)
-    }
-)
+SUCCESS, FAILURE, DENIED = "success", "failure", "denied"
 # success: it was done. failure: what the caller presented did not check out.
 # denied: refused by a rule (limit, reuse detection, unverified account) whatever it presented.
-OUTCOMES = frozenset({"success", "failure", "denied"})
+OUTCOMES = frozenset({SUCCESS, FAILURE, DENIED})
+
+
+@dataclass(frozen=True)
+class Event:
+    """What one audit event may say: its outcomes, its own fields and, if any, its reasons.
+
+    `reasons` lists the values `reason` may take; None means any short code (mail.dead names
+    the SMTP reply or exception). The README's table is rendered from this (catalogue_table).
+    """
+
+    summary: str
+    outcomes: frozenset[str]
+    fields: frozenset[str] = frozenset()
+    reasons: frozenset[str] | None = frozenset()
+
+
+def _event(summary: str, outcomes: str, fields: str = "", reasons: str | None = "") -> Event:
+    return Event(
+        summary,
+        frozenset(outcomes.split()),
+        frozenset(fields.split()) | ({"reason"} if reasons != "" else set()),
+        None if reasons is None else frozenset(reasons.split()),
+    )
+
+
+EVENTS: dict[str, Event] = {
+    "user.register": _event(
+        "an account was created, or its address was taken",
+        "success failure",
+        reasons="email_exists",
+    ),
+    "user.verify_email": _event("an address was verified", "success"),
+    "login.success": _event("a session was opened", "success", "session_id client_id"),
+    "login.failure": _event(
+        "a login was refused; under_attack: the account-wide wall was full and the answer 429",
+        "failure denied",
+        "under_attack",
+        "bad_password unknown_account password_too_long password_changed unverified throttled",
+    ),
+    "session.refresh": _event(
+        "a refresh token was rotated (grace: a sibling pair)",
+        "success failure",
+        "session_id client_id grace",
+        "unknown_token expired wrong_client session_revoked inactive_user",
+    ),
+    "session.reuse_detected": _event(
+        "a spent refresh token came back; its session was revoked", "denied", "session_id client_id"
+    ),
+    "session.logout": _event(
+        "a session was ended", "success failure", "session_id jti", "token_mismatch"
+    ),
+    "password_reset.requested": _event(
+        "a reset link was issued, or not (throttled: the mail cap, nothing issued)",
+        "success failure denied",
+        reasons="unknown_account throttled",
+    ),
+    "password_reset.confirmed": _event("a new password was set; every session ended", "success"),
+    "rate_limit.exceeded": _event(
+        "a per-address route limit refused a request", "denied", "endpoint limit"
+    ),
+    "token.issued": _event(
+        "a client_credentials token was issued", "success", "client_id scope jti"
+    ),
+    "token.revoked": _event(
+        "RFC 7009 revocation (kind: access or refresh)", "success", "kind client_id session_id jti"
+    ),
+    "client.auth_failure": _event(
+        "a confidential client presented a wrong secret", "failure", "client_id", "bad_secret"
+    ),
+    "client.created": _event("an OAuth client was created", "success", "client_id scope"),
+    "client.deleted": _event("an OAuth client was deleted", "success", "client_id"),
+    "key.rotated": _event(
+        "a signing key was made (staged: not yet signing)", "success", "kid staged"
+    ),
+    "key.activated": _event("a staged key began signing", "success", "kid"),
+    "key.retired": _event("a key left JWKS, its private half deleted", "success", "kid"),
+    "mail.dead": _event(
+        "a queued mail was given up unsent", "failure", "mail_id message", reasons=None
+    ),
+}
+
 
 # A field whose name contains one of these could hold a credential: refused whatever its value,
 # so `token=...` cannot slip into the log through a careless call.
@@ -127,12 +181,18 @@ def record(
     **fields: str | int | float | bool | None,
 ) -> None:
     """Write one audit event; `email` is logged only as `email_hash`, never as the address."""
-    if event not in EVENTS:
+    spec = EVENTS.get(event)
+    if spec is None:
         raise ValueError(f"unknown audit event {event!r}: add it to idp.audit.EVENTS")
-    if outcome not in OUTCOMES:
-        raise ValueError(f"unknown audit outcome {outcome!r}")
+    if outcome not in spec.outcomes:
+        raise ValueError(f"audit event {event!r} has no outcome {outcome!r}")
     for name, value in fields.items():
         _check_field(name, value)
+        if name not in spec.fields:
+            raise ValueError(f"audit event {event!r} has no field {name!r}: see idp.audit.EVENTS")
+    reason = fields.get("reason")
+    if reason is not None and spec.reasons is not None and reason not in spec.reasons:
+        raise ValueError(f"audit event {event!r} has no reason {reason!r}")
     payload: dict[str, Any] = {"ts": _timestamp(), "event": event, "outcome": outcome}
     payload.update(origin())
     payload["user_id"] = user_id
@@ -199,3 +259,17 @@ def _timestamp() -> str:
 def _dumps(payload: dict[str, Any]) -> str:
     # ASCII with escapes: a field can never break the line or forge a second record.
     return json.dumps(payload, separators=(",", ":"), ensure_ascii=True)
+
+
+def catalogue_table() -> str:
+    """The README's table of events, rendered from EVENTS (a test keeps the README in step)."""
+    rows = ["| event | outcomes | fields | reasons | meaning |", "|---|---|---|---|---|"]
+    for name, spec in EVENTS.items():
+        fields = ", ".join(f"`{f}`" for f in sorted(spec.fields - {"reason"})) or "-"
+        if spec.reasons is None:
+            reasons = "any short code"
+        else:
+            reasons = ", ".join(f"`{r}`" for r in sorted(spec.reasons)) or "-"
+        outcomes = ", ".join(o for o in (SUCCESS, FAILURE, DENIED) if o in spec.outcomes)
+        rows.append(f"| `{name}` | {outcomes} | {fields} | {reasons} | {spec.summary} |")
+    return "\n".join(rows) + "\n"

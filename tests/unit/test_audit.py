@@ -7,6 +7,7 @@ import json
 import logging
 import threading
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
@@ -24,19 +25,19 @@ def test_an_event_is_one_json_object_on_one_line_with_the_required_keys(app, aud
     with app.test_request_context("/api/v1/auth/login/", environ_base=environ):
         app.preprocess_request()  # assigns the request id
         audit.record(
-            "login.failure", "failure", user_id="u-1", reason="bad\nline", session_id="s-1"
+            "mail.dead", "failure", user_id="u-1", reason="bad\nline", message="verify_email"
         )
 
     text = audit_output.getvalue()
     assert text.count("\n") == 1  # a newline in a value is escaped, not a second record
     (event,) = events(audit_output)
     assert list(event)[: len(REQUIRED)] == REQUIRED
-    assert event["event"] == "login.failure" and event["outcome"] == "failure"
+    assert event["event"] == "mail.dead" and event["outcome"] == "failure"
     assert event["actor"] == "http"
     assert len(event["request_id"]) == 16
     assert event["client_address"] == "203.0.113.9"
     assert event["user_id"] == "u-1"
-    assert event["reason"] == "bad\nline" and event["session_id"] == "s-1"
+    assert event["reason"] == "bad\nline" and event["message"] == "verify_email"
     assert event["ts"].endswith("Z")
     moment = datetime.fromisoformat(event["ts"])
     assert moment.tzinfo is not None and moment.utcoffset().total_seconds() == 0
@@ -103,8 +104,27 @@ def test_unknown_events_and_outcomes_are_refused(app):
     with app.app_context():
         with pytest.raises(ValueError, match="unknown audit event"):
             audit.record("login.maybe", "success")
-        with pytest.raises(ValueError, match="unknown audit outcome"):
+        with pytest.raises(ValueError, match="has no outcome"):
             audit.record("login.success", "ok")
+        with pytest.raises(ValueError, match="has no outcome"):
+            audit.record("login.success", "denied")  # a real outcome, not this event's
+
+
+def test_only_the_fields_and_reasons_the_catalogue_lists_are_written(app, audit_output):
+    with app.app_context():
+        with pytest.raises(ValueError, match="has no field 'jti'"):
+            audit.record("login.failure", "failure", reason="bad_password", jti="x")
+        with pytest.raises(ValueError, match="has no reason 'typo'"):
+            audit.record("login.failure", "failure", reason="typo")
+        with pytest.raises(ValueError, match="has no field 'reason'"):
+            audit.record("user.verify_email", "success", reason="anything")
+        audit.record("mail.dead", "failure", reason="smtp_550", mail_id=1, message="m")
+    assert [e["reason"] for e in events(audit_output)] == ["smtp_550"]
+
+
+def test_the_readme_table_is_the_catalogue():
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    assert audit.catalogue_table() in readme
 
 
 def test_an_email_is_logged_only_as_a_keyed_digest(make_app, audit_output):
