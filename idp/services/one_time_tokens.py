@@ -13,12 +13,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import and_, or_, select, update
 
 from idp.errors import InvalidOneTimeToken
 from idp.extensions import db
 from idp.models import OneTimeToken, OutboxMail, User
-from idp.models.outbox import SENDING
+from idp.models.outbox import SENDING, SENT
 from idp.services.secret_tokens import digest, new_secret
 
 VERIFY_EMAIL = "verify_email"
@@ -64,17 +64,24 @@ def attach_to_mail(tokens: Iterable[OneTimeToken], mail_id: int) -> None:
         token.mail_id = mail_id
 
 
-def spend_superseded(mail_id: int, now: datetime, in_flight_since: datetime) -> int:
+def spend_superseded(
+    mail_id: int, now: datetime, claimed_at: datetime, in_flight_since: datetime
+) -> int:
     """The mail `mail_id` was handed to SMTP: spend its user's older tokens of the same purposes.
 
     Only the newest link of each purpose works once it is on its way, so a mail the user asked
-    to replace (or one that leaked) stops working. Links of a mail still in flight (claimed by
-    a sender since `in_flight_since`) are left alone: that mail arrives after this one, and the
-    last mail a user receives must never carry a dead link. Returns how many were spent.
+    to replace (or one that leaked) stops working. The last mail a user receives must never
+    carry a dead link, so a sibling mail whose flight overlapped this one's (still in flight,
+    or handed over after this one was claimed at `claimed_at`: either may arrive last) keeps
+    its links. A sibling claimed before `in_flight_since` and never finished is in doubt, not
+    in flight. Returns how many tokens were spent.
     """
     carried = _carried(mail_id)
-    in_flight = select(OutboxMail.id).where(
-        OutboxMail.status == SENDING, OutboxMail.claimed_at > in_flight_since
+    overlapping = select(OutboxMail.id).where(
+        or_(
+            and_(OutboxMail.status == SENDING, OutboxMail.claimed_at > in_flight_since),
+            and_(OutboxMail.status == SENT, OutboxMail.finished_at >= claimed_at),
+        )
     )
     spent = 0
     for token_id, user_id, purpose in carried:
@@ -85,7 +92,7 @@ def spend_superseded(mail_id: int, now: datetime, in_flight_since: datetime) -> 
                 OneTimeToken.purpose == purpose,
                 OneTimeToken.used_at.is_(None),
                 OneTimeToken.id < token_id,
-                or_(OneTimeToken.mail_id.is_(None), OneTimeToken.mail_id.not_in(in_flight)),
+                or_(OneTimeToken.mail_id.is_(None), OneTimeToken.mail_id.not_in(overlapping)),
             )
             .values(used_at=now)
             .execution_options(synchronize_session=False)

@@ -314,7 +314,9 @@ class Outbox:
             return self._failed(mail_id, message, attempts, type(exc).__name__, now, False)
         sent_at = utcnow()
         # Handed over: from now on only this mail's links work, committed with the SENT mark.
-        ott.spend_superseded(mail_id, sent_at, in_flight_since=sent_at - IN_DOUBT_AFTER)
+        ott.spend_superseded(
+            mail_id, sent_at, claimed_at=now, in_flight_since=sent_at - IN_DOUBT_AFTER
+        )
         return self._finish(mail_id, SENT, None, sent_at)
 
     def _failed(

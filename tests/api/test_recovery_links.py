@@ -98,8 +98,10 @@ def test_a_flood_past_the_cap_changes_nothing_and_the_victims_link_keeps_working
     stranger = ask(client, path, unique_email("nobody"), 200)
     assert answers == {(stranger.status_code, str(stranger.json))}
     assert tokens_of(app) == before
+    # At most CAP more mails reached the victim (fewer when one got through while an older
+    # one waited: the older is then dropped rather than sent with a dead link).
     expected = CAP if path == RESET[0] else CAP + 1  # + the registration mail
-    assert len(subjects(mailbox, victim, subject)) == expected
+    assert 1 <= len(subjects(mailbox, victim, subject)) - (expected - CAP) <= CAP
     dropped = outbox(app, status="dropped", last_error="throttled")
     assert len(dropped) == 10 and all(row.payload is None for row in dropped)
 
@@ -112,12 +114,13 @@ def test_reset_requests_do_not_use_up_the_verification_budget_nor_the_reverse(ma
     victim = unique_email("victim")
     assert register(client, victim).status_code == 201  # unverified: both kinds apply
     settle(client)
+    # One at a time: two mails of one kind in flight together may leave one superseded.
     for source in range(CAP + 2):
         assert ask(client, RESET[0], victim, source).status_code == 200
-    settle(client)
+        settle(client)
     for source in range(50, 50 + CAP + 2):
         assert ask(client, RESEND[0], victim, source).status_code == 200
-    settle(client)
+        settle(client)
     assert len(subjects(mailbox, victim, RESET[1])) == CAP
     assert len(subjects(mailbox, victim, RESEND[1])) == 1 + CAP
     # The newest link of each purpose works: the verification link, and the reset link beside
