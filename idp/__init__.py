@@ -75,15 +75,10 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     _prepare_signing_key(services.keys, settings["IDP_ENV"])
     config_oauth(app)
 
-    from idp.api import bp as api_bp
-    from idp.api.openapi import bp as openapi_bp
-    from idp.oauth import bp as oauth_bp
-    from idp.probes import bp as probes_bp
+    from idp import api, oauth, probes
 
-    app.register_blueprint(api_bp)
-    app.register_blueprint(openapi_bp)
-    app.register_blueprint(oauth_bp)
-    app.register_blueprint(probes_bp)
+    # Each surface brings its blueprints and its HTTP policy (errors, CSP, caching, CORS).
+    http.register_surfaces(app, (api.SURFACE, oauth.SURFACE, probes.SURFACE))
     rate_limits.init_app(app, settings)
     http.init_app(app)
     cli.init_app(app)

@@ -6,6 +6,8 @@ from typing import Any
 
 from flask import Response, jsonify
 
+from idp.errors import IdPError
+
 
 def success(
     message: str, data: dict[str, Any] | None = None, status: int = 200
@@ -32,3 +34,8 @@ def failure(
     response.status_code = status
     response.headers.update(headers or {})
     return response
+
+
+def from_error(error: IdPError) -> Response:
+    """The API surface's rendering of any error (see idp.api.SURFACE)."""
+    return failure(error.message, error.status, error.code, error.errors, error.headers)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify
 
+from idp.http.surfaces import Surface
 from idp.services.registry import get_services
 
 bp = Blueprint("health", __name__)
@@ -16,7 +17,7 @@ bp = Blueprint("health", __name__)
 @bp.get("/healthz")
 def healthz() -> Response:
     """Liveness: answer without touching the database or any other dependency."""
-    return _no_store(jsonify(status="ok"), 200)
+    return jsonify(status="ok")
 
 
 @bp.get("/readyz")
@@ -24,11 +25,11 @@ def readyz() -> Response:
     """Readiness: 200 when every dependency answers, 503 naming the ones that did not."""
     readiness = get_services().readiness.check()
     if readiness.ready:
-        return _no_store(jsonify(status="ready", checks=readiness.checks), 200)
-    return _no_store(jsonify(status="unavailable", checks=readiness.checks), 503)
-
-
-def _no_store(response: Response, status: int) -> Response:
-    response.status_code = status
-    response.headers["Cache-Control"] = "no-store"
+        return jsonify(status="ready", checks=readiness.checks)
+    response = jsonify(status="unavailable", checks=readiness.checks)
+    response.status_code = 503
     return response
+
+
+# For load balancers and orchestrators: a probe's answer is about now, never cached.
+SURFACE = Surface("probes", blueprints=(bp,), prefixes=("/healthz", "/readyz"), no_store=True)

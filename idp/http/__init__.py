@@ -1,22 +1,21 @@
-"""Cross-cutting HTTP behaviour: request ids, security headers, and the error translator."""
+"""Cross-cutting HTTP: middleware, request ids, CORS, each surface's headers, one error translator.
+
+What differs between surfaces (error rendering, Content-Security-Policy, caching) is declared
+by each surface (idp.http.surfaces.Surface) where it is defined; what is here holds for all.
+"""
 
 from __future__ import annotations
 
-import io
 import logging
-import re
 import secrets
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Sequence
 
-from flask import Flask, Response, current_app, g, jsonify, request
-from flask.sessions import SessionInterface, SessionMixin
+from flask import Flask, Response, current_app, g, request
 from flask_cors import CORS
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from idp import audit, database
-from idp.api import envelope
 from idp.errors import (
     IdPError,
     MethodNotAllowed,
@@ -26,13 +25,15 @@ from idp.errors import (
     ServiceUnavailable,
 )
 from idp.extensions import db
+from idp.http.middleware import BoundUnsizedBody, NormalizeAPIPath, NoSessions
+from idp.http.surfaces import EXTENSION_KEY, Surface, current_surface, register, registered_surfaces
 from idp.rate_limits import seconds_until_reset
 
-log = logging.getLogger(__name__)
+# The name the operators' log filters know (and the tests look for).
+log = logging.getLogger("idp.http")
 
-API_PREFIX = "/api/"
-CORS_PREFIXES = ("/api/", "/oauth/")  # the paths that take cross-origin calls (flask-cors)
-FOLDED_PREFIX = "/api/v1/auth/"
+__all__ = ["Surface", "init_app", "register_surfaces"]
+
 _HTTP_TO_ERROR: dict[int, type[IdPError]] = {
     404: NotFound,
     405: MethodNotAllowed,
@@ -40,95 +41,26 @@ _HTTP_TO_ERROR: dict[int, type[IdPError]] = {
 }
 
 
-class NormalizeAPIPath:
-    """WSGI middleware: one spelling per /api/v1/auth endpoint.
-
-    Case, repeated slashes and a missing trailing slash are folded before routing, so
-    `/API//v1/auth/login` reaches the same view (and later the same rate-limit key) as
-    `/api/v1/auth/login/`, without a redirect that a POST would not survive.
-    """
-
-    _slashes = re.compile(r"/{2,}")
-
-    def __init__(self, wsgi_app: Any) -> None:
-        self.wsgi_app = wsgi_app
-
-    def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
-        path = environ.get("PATH_INFO", "")
-        folded = self._slashes.sub("/", path)
-        if folded.lower().startswith(FOLDED_PREFIX):
-            folded = folded.lower()
-            if not folded.endswith("/"):
-                folded += "/"
-            environ["PATH_INFO"] = folded
-        return self.wsgi_app(environ, start_response)
-
-
-class BoundUnsizedBody:
-    """WSGI middleware: a body sent without Content-Length (chunked) gets one, or a 413.
-
-    Werkzeug limits such a stream to MAX_CONTENT_LENGTH by silently cutting it, so a chunked
-    body over the limit would be parsed from its first bytes instead of refused. Here the body
-    is read up to one byte past the limit and handed on with its length, so an oversized one
-    meets the same 413 as a body whose Content-Length says so.
-    """
-
-    _read_size = 64 * 1024
-
-    def __init__(self, wsgi_app: Any, limit: int) -> None:
-        self.wsgi_app = wsgi_app
-        self.limit = limit
-
-    def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
-        chunked = "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
-        if chunked and not environ.get("CONTENT_LENGTH"):
-            stream = environ["wsgi.input"]
-            chunks: list[bytes] = []
-            remaining = self.limit + 1
-            while remaining > 0:
-                chunk = stream.read(min(remaining, self._read_size))
-                if not chunk:
-                    break
-                chunks.append(chunk)
-                remaining -= len(chunk)
-            body = b"".join(chunks)
-            environ["wsgi.input"] = io.BytesIO(body)
-            environ["CONTENT_LENGTH"] = str(len(body))
-            # Werkzeug ignores Content-Length while Transfer-Encoding says chunked.
-            environ.pop("HTTP_TRANSFER_ENCODING", None)
-        return self.wsgi_app(environ, start_response)
-
-
-class NoSessions(SessionInterface):
-    """No cookie session: callers authenticate with bearer tokens, never with a cookie.
-
-    Flask's default signed-cookie session builds a signer for every request, and any code that
-    wrote to `flask.session` would hand the browser a cookie. Here `session` is Flask's null
-    session, which refuses writes.
-    """
-
-    def open_session(self, app: Flask, request: Any) -> SessionMixin | None:
-        return None  # Flask falls back to its null session
-
-    def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
-        return None
+def register_surfaces(app: Flask, surfaces: Sequence[Surface]) -> None:
+    """Register the surfaces' blueprints; their policies apply once init_app has run."""
+    register(app, surfaces)
 
 
 def init_app(app: Flask) -> None:
-    """Attach path folding, request ids, security headers and error handlers."""
+    """Attach path folding, request ids, CORS, the surfaces' headers and the error handlers."""
     app.session_interface = NoSessions()
     app.wsgi_app = NormalizeAPIPath(app.wsgi_app)  # type: ignore[method-assign]
     app.wsgi_app = BoundUnsizedBody(  # type: ignore[method-assign]
         app.wsgi_app, app.config["MAX_CONTENT_LENGTH"]
     )
     settings = app.config["IDP"]
-    # The API is called with bearer tokens from browsers on these origins only; no cookies, so
-    # no credentials mode. Discovery and JWKS set their own wildcard (idp.oauth.views).
+    cors_prefixes = _cors_prefixes(app)
+    origins = settings["IDP_CORS_ORIGINS"]
+    # Bearer tokens from browsers on these origins only; no cookies, so no credentials mode.
+    # Discovery and JWKS set their own wildcard (idp.oauth.views).
     CORS(
         app,
-        resources={
-            f"{prefix}*": {"origins": settings["IDP_CORS_ORIGINS"]} for prefix in CORS_PREFIXES
-        },
+        resources={f"{prefix}*": {"origins": origins} for prefix in cors_prefixes},
         supports_credentials=False,
         allow_headers=["Authorization", "Content-Type"],
         methods=["GET", "HEAD", "POST"],  # all the API and OAuth endpoints take
@@ -147,23 +79,28 @@ def init_app(app: Flask) -> None:
     app.register_error_handler(Exception, _handle_unexpected)
 
 
+def _cors_prefixes(app: Flask) -> tuple[str, ...]:
+    return app.extensions[EXTENSION_KEY].cors_prefixes
+
+
 def _assign_request_id() -> None:
     g.request_id = secrets.token_hex(8)
 
 
 def _security_headers(response: Response) -> Response:
+    surface = current_surface()
     headers = response.headers
     headers.setdefault("X-Content-Type-Options", "nosniff")
     headers.setdefault("Referrer-Policy", "no-referrer")
     headers.setdefault("X-Frame-Options", "DENY")
-    headers.setdefault("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'")
+    headers.setdefault("Content-Security-Policy", surface.content_security_policy)
     # Whether the answer carries Access-Control-Allow-Origin depends on the Origin header, also
     # when it does not (an unlisted origin): a shared cache must key on it.
     origins = current_app.config["IDP"]["IDP_CORS_ORIGINS"]
-    varies = origins and request.path.startswith(CORS_PREFIXES)
+    varies = origins and request.path.startswith(registered_surfaces().cors_prefixes)
     if varies and "Origin" not in headers.get("Vary", ""):
         headers.add("Vary", "Origin")
-    if request.path.startswith(API_PREFIX) and not response.cache_control.public:
+    if surface.no_store and not response.cache_control.public:
         # Tokens and user data: never in a shared or browser cache. Only an answer its view
         # declared public (the OpenAPI document) keeps its own Cache-Control.
         headers["Cache-Control"] = "no-store"
@@ -177,16 +114,7 @@ def _security_headers(response: Response) -> Response:
 
 
 def _render(error: IdPError) -> Response:
-    if request.path.startswith(API_PREFIX):
-        return envelope.failure(
-            error.message, error.status, error.code, error.errors, error.headers
-        )
-    # Outside the API: the bearer-token error shape of RFC 6750.
-    body = {"error": error.oauth_code or error.code, "error_description": error.message}
-    response = jsonify(body)
-    response.status_code = error.status
-    response.headers.update(error.headers)
-    return response
+    return current_surface().render_error(error)
 
 
 def _rollback() -> None:
