@@ -66,13 +66,13 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     app.config.from_mapping(flask_config(settings))
     app.config["IDP"] = settings
     app.json.sort_keys = False  # type: ignore[attr-defined]
-    _configure_logging(settings["IDP_LOG_LEVEL"])
+    _configure_logging(settings.log_level)
     audit.init_app(app)
 
     database.init_app(app, str(PROJECT_ROOT / "migrations"))
     mail.init_app(app)
     services = registry.init_app(app, settings)
-    _prepare_signing_key(services.keys, settings["IDP_ENV"])
+    _prepare_signing_key(services.keys, settings.env)
     config_oauth(app)
 
     from idp import api, oauth, probes

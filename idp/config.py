@@ -6,7 +6,8 @@ import fcntl
 import os
 import secrets
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -50,135 +51,151 @@ def _environment(value: str) -> str:
     return lowered
 
 
-# name -> (parser, default). Defaults that depend on the instance folder are filled in later.
-SETTINGS: dict[str, tuple[Callable[[str], Any], Any]] = {
-    "IDP_ENV": (_environment, DEVELOPMENT),
-    "IDP_DATABASE_URL": (str, None),
-    "IDP_REDIS_URL": (str, None),
-    "IDP_ISSUER": (str, "http://localhost:5000"),
-    "IDP_AUDIENCE": (str, None),
-    "IDP_KEYS_DIR": (str, "keys"),
-    "IDP_KEYS_RELOAD_INTERVAL": (_int, 5),
-    "IDP_SECRET_KEY": (str, None),
-    "IDP_MAIL_SERVER": (str, None),
-    "IDP_MAIL_PORT": (_int, 25),
-    "IDP_MAIL_USE_TLS": (_bool, False),
-    "IDP_MAIL_USE_SSL": (_bool, False),
-    "IDP_MAIL_USERNAME": (str, None),
-    "IDP_MAIL_PASSWORD": (str, None),
-    "IDP_MAIL_DEFAULT_SENDER": (str, "idp <no-reply@localhost>"),
-    "IDP_MAIL_TIMEOUT": (_int, 10),
-    "IDP_MAIL_MAX_ATTEMPTS": (_int, 8),
-    "IDP_MAIL_RETRY_DELAY": (_int, 60),
-    "IDP_FRONTEND_URL": (str, None),
-    "IDP_ACCESS_TOKEN_TTL": (_int, 3600),
-    "IDP_REFRESH_TOKEN_TTL": (_int, 14 * 24 * 3600),
-    "IDP_REFRESH_REUSE_GRACE": (_int, 0),
-    "IDP_SESSION_MAX_AGE": (_int, 30 * 24 * 3600),
-    "IDP_TOKEN_LEEWAY": (_int, 5),
-    "IDP_TRUSTED_PROXIES": (_int, 0),
-    "IDP_IPV6_PREFIX_LENGTH": (_int, 64),
-    "IDP_API_CLIENT_ID": (str, "idp-api"),
-    "IDP_MAX_CONTENT_LENGTH": (_int, 64 * 1024),
-    "IDP_ARGON2_TIME_COST": (_int, 3),
-    "IDP_ARGON2_MEMORY_COST": (_int, 65536),
-    "IDP_ARGON2_PARALLELISM": (_int, 4),
-    "IDP_LOG_LEVEL": (str, "INFO"),
-    "IDP_RATELIMIT_ENABLED": (_bool, True),
-    "IDP_RATELIMIT_AUTH": (str, "5 per minute"),
-    "IDP_RATELIMIT_SESSION": (str, "30 per minute"),
-    "IDP_RATELIMIT_VERIFY": (str, "300 per minute"),
-    "IDP_RATELIMIT_OAUTH": (str, "300 per minute"),
-    "IDP_LOGIN_FAILURES_PER_ACCOUNT": (str, "100 per hour"),
-    "IDP_LOGIN_FAILURES_PER_SOURCE": (str, "10 per 15 minutes"),
-    "IDP_MAILS_PER_ADDRESS": (str, "5 per hour"),
-    "IDP_RATELIMIT_PREFIX": (str, "idp"),
-    "IDP_ARGON2_MAX_CONCURRENT": (_int, 2),
-    "IDP_CORS_ORIGINS": (str, ""),
-    "IDP_REGISTRATION_PRIVACY": (_bool, False),
-    "IDP_ALLOW_MEMORY_RATELIMIT": (_bool, False),
-}
+def _setting(
+    parse: Callable[[str], Any], default: Any, bounds: tuple[int, int] | None = None
+) -> Any:
+    """Declare a setting: how IDP_<NAME> is parsed, its default and, for numbers, its bounds."""
+    return field(default=default, metadata={"parse": parse, "bounds": bounds})
 
-# Bounds that keep a typo from producing an insecure server.
-_LIMITS = {
-    "IDP_ACCESS_TOKEN_TTL": (60, 24 * 3600),
-    "IDP_REFRESH_TOKEN_TTL": (300, 365 * 24 * 3600),
-    "IDP_REFRESH_REUSE_GRACE": (0, 60),
-    "IDP_SESSION_MAX_AGE": (300, 365 * 24 * 3600),
-    "IDP_TOKEN_LEEWAY": (0, 5),
-    "IDP_TRUSTED_PROXIES": (0, 10),
+
+@dataclass(frozen=True)
+class Settings:
+    """Every IDP_* setting, typed and bounded in one place; read as attributes.
+
+    A field `name` is read from the environment variable IDP_NAME. Bounds keep a typo from
+    producing an insecure server. Defaults that depend on other settings or on the instance
+    folder (audience, frontend URL, database, development secret) are filled in by
+    load_settings().
+    """
+
+    env: str = _setting(_environment, DEVELOPMENT)
+    database_url: str = _setting(str, None)
+    redis_url: str | None = _setting(str, None)
+    issuer: str = _setting(str, "http://localhost:5000")
+    audience: str = _setting(str, None)
+    keys_dir: str = _setting(str, "keys")
+    keys_reload_interval: int = _setting(_int, 5, (1, 10))
+    secret_key: str = _setting(str, None)
+    mail_server: str | None = _setting(str, None)
+    mail_port: int = _setting(_int, 25)
+    mail_use_tls: bool = _setting(_bool, False)
+    mail_use_ssl: bool = _setting(_bool, False)
+    mail_username: str | None = _setting(str, None)
+    mail_password: str | None = _setting(str, None)
+    mail_default_sender: str = _setting(str, "idp <no-reply@localhost>")
+    mail_timeout: int = _setting(_int, 10, (1, 60))
+    mail_max_attempts: int = _setting(_int, 8, (1, 50))
+    mail_retry_delay: int = _setting(_int, 60, (0, 3600))
+    frontend_url: str = _setting(str, None)
+    access_token_ttl: int = _setting(_int, 3600, (60, 24 * 3600))
+    refresh_token_ttl: int = _setting(_int, 14 * 24 * 3600, (300, 365 * 24 * 3600))
+    refresh_reuse_grace: int = _setting(_int, 0, (0, 60))
+    session_max_age: int = _setting(_int, 30 * 24 * 3600, (300, 365 * 24 * 3600))
+    token_leeway: int = _setting(_int, 5, (0, 5))
+    trusted_proxies: int = _setting(_int, 0, (0, 10))
     # One IPv6 host usually holds a whole /64; counting /128s apart would make it unlimited.
-    "IDP_IPV6_PREFIX_LENGTH": (32, 128),
-    "IDP_KEYS_RELOAD_INTERVAL": (1, 10),
-    "IDP_MAIL_TIMEOUT": (1, 60),
-    "IDP_MAIL_MAX_ATTEMPTS": (1, 50),
-    "IDP_MAIL_RETRY_DELAY": (0, 3600),
-    "IDP_ARGON2_TIME_COST": (1, 20),
-    "IDP_ARGON2_MEMORY_COST": (8, 4 * 1024 * 1024),
-    "IDP_ARGON2_PARALLELISM": (1, 16),
-    "IDP_ARGON2_MAX_CONCURRENT": (1, 64),
-}
+    ipv6_prefix_length: int = _setting(_int, 64, (32, 128))
+    api_client_id: str = _setting(str, "idp-api")
+    max_content_length: int = _setting(_int, 64 * 1024)
+    argon2_time_cost: int = _setting(_int, 3, (1, 20))
+    argon2_memory_cost: int = _setting(_int, 65536, (8, 4 * 1024 * 1024))
+    argon2_parallelism: int = _setting(_int, 4, (1, 16))
+    argon2_max_concurrent: int = _setting(_int, 2, (1, 64))
+    log_level: str = _setting(str, "INFO")
+    ratelimit_enabled: bool = _setting(_bool, True)
+    ratelimit_auth: str = _setting(str, "5 per minute")
+    ratelimit_session: str = _setting(str, "30 per minute")
+    ratelimit_verify: str = _setting(str, "300 per minute")
+    ratelimit_oauth: str = _setting(str, "300 per minute")
+    login_failures_per_account: str = _setting(str, "100 per hour")
+    login_failures_per_source: str = _setting(str, "10 per 15 minutes")
+    mails_per_address: str = _setting(str, "5 per hour")
+    ratelimit_prefix: str = _setting(str, "idp")
+    cors_origins: tuple[str, ...] = _setting(str, ())
+    registration_privacy: bool = _setting(_bool, False)
+    allow_memory_ratelimit: bool = _setting(_bool, False)
+
+
+# The settings that are rate limits in flask-limiter's notation ("5 per minute").
+RATE_LIMIT_SETTINGS = (
+    "ratelimit_auth",
+    "ratelimit_session",
+    "ratelimit_verify",
+    "ratelimit_oauth",
+    "login_failures_per_account",
+    "login_failures_per_source",
+    "mails_per_address",
+)
+
+
+def env_name(name: str) -> str:
+    """The environment variable of a setting: `issuer` is IDP_ISSUER."""
+    return f"IDP_{name.upper()}"
+
+
+# Every variable the server reads, for checks of deployment files.
+ENVIRONMENT_VARIABLES = frozenset(env_name(spec.name) for spec in fields(Settings))
 
 
 def load_settings(
     instance_path: str,
     environ: Mapping[str, str] | None = None,
     overrides: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
-    """Return the validated IDP_* settings for one application."""
+) -> Settings:
+    """Return the validated settings for one application.
+
+    `overrides` are keyed like the environment (IDP_ISSUER); a string is parsed as the
+    environment's would be, anything else taken as it is.
+    """
     environ = os.environ if environ is None else environ
-    settings: dict[str, Any] = {}
-    for name, (parse, default) in SETTINGS.items():
-        raw = environ.get(name)
+    overrides = dict(overrides or {})
+    values: dict[str, Any] = {}
+    for spec in fields(Settings):
+        name, parse = env_name(spec.name), spec.metadata["parse"]
+        raw = overrides.pop(name, environ.get(name))
         if raw is None or raw == "":
-            settings[name] = default
+            values[spec.name] = spec.default
             continue
         try:
-            settings[name] = parse(raw)
+            values[spec.name] = parse(raw) if isinstance(raw, str) else raw
         except ValueError as exc:
             raise ConfigurationError(f"{name}: {exc}") from exc
-    settings.update(overrides or {})
+    if overrides:
+        raise ConfigurationError(f"unknown settings: {', '.join(sorted(overrides))}")
 
-    for name, (low, high) in _LIMITS.items():
-        if not low <= settings[name] <= high:
-            raise ConfigurationError(f"{name} must be between {low} and {high}")
+    for spec in fields(Settings):
+        bounds = spec.metadata["bounds"]
+        if bounds and not bounds[0] <= values[spec.name] <= bounds[1]:
+            raise ConfigurationError(
+                f"{env_name(spec.name)} must be between {bounds[0]} and {bounds[1]}"
+            )
 
-    issuer = settings["IDP_ISSUER"].rstrip("/")
+    issuer = values["issuer"].rstrip("/")
     if not issuer.startswith(("https://", "http://")):
         raise ConfigurationError("IDP_ISSUER must be an http(s) URL")
-    settings["IDP_ISSUER"] = issuer
-    settings["IDP_AUDIENCE"] = settings["IDP_AUDIENCE"] or issuer
-    settings["IDP_FRONTEND_URL"] = (settings["IDP_FRONTEND_URL"] or issuer).rstrip("/")
-    settings["IDP_KEYS_DIR"] = str(Path(settings["IDP_KEYS_DIR"]).resolve())
-    settings["IDP_CORS_ORIGINS"] = _origins(settings["IDP_CORS_ORIGINS"])
-    for name in (
-        "IDP_RATELIMIT_AUTH",
-        "IDP_RATELIMIT_SESSION",
-        "IDP_RATELIMIT_VERIFY",
-        "IDP_RATELIMIT_OAUTH",
-        "IDP_LOGIN_FAILURES_PER_ACCOUNT",
-        "IDP_LOGIN_FAILURES_PER_SOURCE",
-        "IDP_MAILS_PER_ADDRESS",
-    ):
+    values["issuer"] = issuer
+    values["audience"] = values["audience"] or issuer
+    values["frontend_url"] = (values["frontend_url"] or issuer).rstrip("/")
+    values["keys_dir"] = str(Path(values["keys_dir"]).resolve())
+    values["cors_origins"] = _origins(values["cors_origins"])
+    for name in RATE_LIMIT_SETTINGS:
         try:
-            parse_many(settings[name])
+            parse_many(values[name])
         except ValueError as exc:
-            raise ConfigurationError(f"{name}: not a rate limit ({exc})") from exc
-    if settings["IDP_ENV"] not in ENVIRONMENTS:
-        raise ConfigurationError(f"IDP_ENV must be one of {', '.join(ENVIRONMENTS)}")
-    if settings["IDP_ENV"] == PRODUCTION:
+            raise ConfigurationError(f"{env_name(name)}: not a rate limit ({exc})") from exc
+    if values["env"] == PRODUCTION:
         # Before any development default (the generated secret) can fill a gap.
-        _refuse_unsafe_production(settings)
-    if not settings["IDP_DATABASE_URL"]:
-        settings["IDP_DATABASE_URL"] = f"sqlite:///{Path(instance_path) / 'idp.sqlite3'}"
-    if not settings["IDP_SECRET_KEY"]:
-        settings["IDP_SECRET_KEY"] = _instance_secret(Path(instance_path))
-    return settings
+        _refuse_unsafe_production(values)
+    if not values["database_url"]:
+        values["database_url"] = f"sqlite:///{Path(instance_path) / 'idp.sqlite3'}"
+    if not values["secret_key"]:
+        values["secret_key"] = _instance_secret(Path(instance_path))
+    return Settings(**values)
 
 
 def _refuse_unsafe_production(settings: Mapping[str, Any]) -> None:
     """Raise ConfigurationError for conveniences that are fine on a laptop and unsafe live."""
-    secret = settings["IDP_SECRET_KEY"]
+    secret = settings["secret_key"]
     if not secret:
         raise ConfigurationError(
             "IDP_SECRET_KEY must be set when IDP_ENV=production; the development secret "
@@ -189,22 +206,22 @@ def _refuse_unsafe_production(settings: Mapping[str, Any]) -> None:
             f"IDP_SECRET_KEY must be at least {MIN_PRODUCTION_SECRET_LENGTH} characters "
             "when IDP_ENV=production"
         )
-    for name in ("IDP_ISSUER", "IDP_FRONTEND_URL"):
+    for name in ("issuer", "frontend_url"):
         url = urlsplit(settings[name])
         if url.scheme != "https" and url.hostname not in _LOCAL_HOSTS:
             raise ConfigurationError(
-                f"{name} must be an https:// URL when IDP_ENV=production "
+                f"{env_name(name)} must be an https:// URL when IDP_ENV=production "
                 "(plain http only for localhost)"
             )
-    if not settings["IDP_MAIL_SERVER"]:
+    if not settings["mail_server"]:
         raise ConfigurationError(
             "IDP_MAIL_SERVER must be set when IDP_ENV=production; without it mails, with their "
             "live verification and reset links, are written to the log"
         )
     if (
-        settings["IDP_RATELIMIT_ENABLED"]
-        and not settings["IDP_REDIS_URL"]
-        and not settings["IDP_ALLOW_MEMORY_RATELIMIT"]
+        settings["ratelimit_enabled"]
+        and not settings["redis_url"]
+        and not settings["allow_memory_ratelimit"]
     ):
         raise ConfigurationError(
             "IDP_REDIS_URL must be set when IDP_ENV=production: counters in process memory "
@@ -213,9 +230,9 @@ def _refuse_unsafe_production(settings: Mapping[str, Any]) -> None:
         )
 
 
-def _origins(value: str | list[str]) -> list[str]:
+def _origins(value: str | Sequence[str]) -> tuple[str, ...]:
     """Parse the CORS allowlist: exact origins only, never a wildcard."""
-    items = value if isinstance(value, list) else value.split(",")
+    items = value.split(",") if isinstance(value, str) else value
     origins = []
     for item in (i.strip().rstrip("/") for i in items):
         if not item:
@@ -224,7 +241,7 @@ def _origins(value: str | list[str]) -> list[str]:
         if not sep or scheme not in ("http", "https") or not rest or "/" in rest or "*" in rest:
             raise ConfigurationError(f"IDP_CORS_ORIGINS: {item!r} is not an origin")
         origins.append(item)
-    return origins
+    return tuple(origins)
 
 
 def _instance_secret(instance_path: Path) -> str:
@@ -257,15 +274,15 @@ def _instance_secret(instance_path: Path) -> str:
     return secret
 
 
-def flask_config(settings: Mapping[str, Any]) -> dict[str, Any]:
-    """Translate IDP_* settings into the keys Flask and its extensions read."""
+def flask_config(settings: Settings) -> dict[str, Any]:
+    """Translate the settings into the keys Flask and its extensions read."""
     # hide_parameters: a database error logged with its statement must not carry password
     # hashes, token digests or addresses along.
     engine_options: dict[str, Any] = {"pool_pre_ping": True, "hide_parameters": True}
-    if settings["IDP_DATABASE_URL"].startswith("sqlite"):
+    if settings.database_url.startswith("sqlite"):
         # Wait for the write lock instead of failing with "database is locked".
         engine_options = {"connect_args": {"timeout": 30}, "hide_parameters": True}
-    elif settings["IDP_DATABASE_URL"].startswith("postgresql"):
+    elif settings.database_url.startswith("postgresql"):
         # During an outage a request fails fast (503) instead of hanging: a connection attempt
         # to an unresponsive host gives up after DB_CONNECT_TIMEOUT s, and a request waits at
         # most DB_POOL_TIMEOUT s for a free connection from the pool.
@@ -275,18 +292,18 @@ def flask_config(settings: Mapping[str, Any]) -> dict[str, Any]:
         # SELECT round trip on every request (idp.database._configure_postgresql).
         engine_options["pool_pre_ping"] = False
     return {
-        "SECRET_KEY": settings["IDP_SECRET_KEY"],
-        "SQLALCHEMY_DATABASE_URI": settings["IDP_DATABASE_URL"],
+        "SECRET_KEY": settings.secret_key,
+        "SQLALCHEMY_DATABASE_URI": settings.database_url,
         "SQLALCHEMY_ENGINE_OPTIONS": engine_options,
-        "MAX_CONTENT_LENGTH": settings["IDP_MAX_CONTENT_LENGTH"],
+        "MAX_CONTENT_LENGTH": settings.max_content_length,
         "JSON_SORT_KEYS": False,
-        "MAIL_SERVER": settings["IDP_MAIL_SERVER"],
-        "MAIL_PORT": settings["IDP_MAIL_PORT"],
-        "MAIL_USE_TLS": settings["IDP_MAIL_USE_TLS"],
-        "MAIL_USE_SSL": settings["IDP_MAIL_USE_SSL"],
-        "MAIL_USERNAME": settings["IDP_MAIL_USERNAME"],
-        "MAIL_PASSWORD": settings["IDP_MAIL_PASSWORD"],
-        "MAIL_DEFAULT_SENDER": settings["IDP_MAIL_DEFAULT_SENDER"],
+        "MAIL_SERVER": settings.mail_server,
+        "MAIL_PORT": settings.mail_port,
+        "MAIL_USE_TLS": settings.mail_use_tls,
+        "MAIL_USE_SSL": settings.mail_use_ssl,
+        "MAIL_USERNAME": settings.mail_username,
+        "MAIL_PASSWORD": settings.mail_password,
+        "MAIL_DEFAULT_SENDER": settings.mail_default_sender,
         # flask-mail suppresses sending whenever app.testing is set; we decide that ourselves.
         "MAIL_SUPPRESS_SEND": False,
     }

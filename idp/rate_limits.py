@@ -12,44 +12,44 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
 
 from flask import Flask, current_app, request
 from flask_limiter import HeaderNames, Limiter
 from limits.strategies import RateLimiter
 
 from idp.client_address import site_of, source_of
+from idp.config import Settings
 
 log = logging.getLogger(__name__)
 
 EXTENSION_KEY = "idp.limiter"
 
-# endpoint -> (limit name, setting that holds its value)
+# endpoint -> (limit name, the Settings field that holds its value)
 ROUTE_LIMITS = {
-    "api.register": ("ip.register", "IDP_RATELIMIT_AUTH"),
-    "api.login": ("ip.login", "IDP_RATELIMIT_AUTH"),
-    "api.verify_email": ("ip.verify_email", "IDP_RATELIMIT_AUTH"),
-    "api.resend_verification": ("ip.resend_verification", "IDP_RATELIMIT_AUTH"),
-    "api.password_reset": ("ip.password_reset", "IDP_RATELIMIT_AUTH"),
-    "api.password_reset_confirm": ("ip.password_reset_confirm", "IDP_RATELIMIT_AUTH"),
-    "api.refresh": ("ip.refresh", "IDP_RATELIMIT_SESSION"),
-    "api.logout": ("ip.logout", "IDP_RATELIMIT_SESSION"),
-    "api.verify_token": ("ip.verify_token", "IDP_RATELIMIT_VERIFY"),
-    "oauth.token": ("ip.oauth_token", "IDP_RATELIMIT_OAUTH"),
-    "oauth.revoke": ("ip.oauth_revoke", "IDP_RATELIMIT_OAUTH"),
-    "oauth.introspect": ("ip.oauth_introspect", "IDP_RATELIMIT_OAUTH"),
+    "api.register": ("ip.register", "ratelimit_auth"),
+    "api.login": ("ip.login", "ratelimit_auth"),
+    "api.verify_email": ("ip.verify_email", "ratelimit_auth"),
+    "api.resend_verification": ("ip.resend_verification", "ratelimit_auth"),
+    "api.password_reset": ("ip.password_reset", "ratelimit_auth"),
+    "api.password_reset_confirm": ("ip.password_reset_confirm", "ratelimit_auth"),
+    "api.refresh": ("ip.refresh", "ratelimit_session"),
+    "api.logout": ("ip.logout", "ratelimit_session"),
+    "api.verify_token": ("ip.verify_token", "ratelimit_verify"),
+    "oauth.token": ("ip.oauth_token", "ratelimit_oauth"),
+    "oauth.revoke": ("ip.oauth_revoke", "ratelimit_oauth"),
+    "oauth.introspect": ("ip.oauth_introspect", "ratelimit_oauth"),
 }
 
 
-def init_app(app: Flask, settings: dict[str, Any]) -> Limiter:
+def init_app(app: Flask, settings: Settings) -> Limiter:
     """Create the application's limiter and apply the route limits to registered views."""
-    enabled = settings["IDP_RATELIMIT_ENABLED"]
+    enabled = settings.ratelimit_enabled
     limiter = Limiter(
         key_func=request_source,
         app=app,
-        storage_uri=settings["IDP_REDIS_URL"] or "memory://",
+        storage_uri=settings.redis_url or "memory://",
         strategy="moving-window",
-        key_prefix=settings["IDP_RATELIMIT_PREFIX"],
+        key_prefix=settings.ratelimit_prefix,
         headers_enabled=True,
         # flask-limiter would put Retry-After on every answer; RFC 9110 gives it to 429 (and
         # 503/3xx) only, and our 429 sets it itself.
@@ -63,7 +63,9 @@ def init_app(app: Flask, settings: dict[str, Any]) -> Limiter:
         # a limiter that is off costs nothing instead.
         for endpoint, (scope, setting) in ROUTE_LIMITS.items():
             view = app.view_functions[endpoint]
-            app.view_functions[endpoint] = limiter.limit(settings[setting], scope=scope)(view)
+            app.view_functions[endpoint] = limiter.limit(getattr(settings, setting), scope=scope)(
+                view
+            )
     app.extensions[EXTENSION_KEY] = limiter
     if not enabled:
         log.warning("rate limiting is DISABLED (IDP_RATELIMIT_ENABLED=false)")
@@ -72,7 +74,7 @@ def init_app(app: Flask, settings: dict[str, Any]) -> Limiter:
 
 def request_source() -> str:
     """The current client's key for per-address limits (after the trusted-proxy rule)."""
-    return source_of(request.remote_addr, current_app.config["IDP"]["IDP_IPV6_PREFIX_LENGTH"])
+    return source_of(request.remote_addr, current_app.config["IDP"].ipv6_prefix_length)
 
 
 def request_site() -> str | None:

@@ -96,9 +96,7 @@ def login() -> tuple[Response, int]:
 @bp.post("/token/refresh/")
 def refresh() -> tuple[Response, int]:
     params = parse(RefreshParams)
-    services = get_services()
-    client_id = services.settings["IDP_API_CLIENT_ID"]
-    pair = services.sessions.rotate(params.refresh_token, client_id, utcnow())
+    pair = get_services().accounts.refresh(params.refresh_token, utcnow())
     return envelope.success("Token refreshed.", token_json(pair))
 
 

@@ -55,7 +55,7 @@ def init_app(app: Flask) -> None:
     )
     settings = app.config["IDP"]
     cors_prefixes = _cors_prefixes(app)
-    origins = settings["IDP_CORS_ORIGINS"]
+    origins = settings.cors_origins
     # Bearer tokens from browsers on these origins only; no cookies, so no credentials mode.
     # Discovery and JWKS set their own wildcard (idp.oauth.views).
     CORS(
@@ -66,9 +66,9 @@ def init_app(app: Flask) -> None:
         methods=["GET", "HEAD", "POST"],  # all the API and OAuth endpoints take
         max_age=600,
     )
-    if settings["IDP_ISSUER"].startswith("https://"):
+    if settings.issuer.startswith("https://"):
         app.config["IDP_HSTS"] = "max-age=31536000; includeSubDomains"
-    hops = settings["IDP_TRUSTED_PROXIES"]
+    hops = settings.trusted_proxies
     if hops:
         # Trust exactly this many X-Forwarded-* hops; with 0 the header is ignored entirely.
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)  # type: ignore[method-assign]
@@ -96,7 +96,7 @@ def _security_headers(response: Response) -> Response:
     headers.setdefault("Content-Security-Policy", surface.content_security_policy)
     # Whether the answer carries Access-Control-Allow-Origin depends on the Origin header, also
     # when it does not (an unlisted origin): a shared cache must key on it.
-    origins = current_app.config["IDP"]["IDP_CORS_ORIGINS"]
+    origins = current_app.config["IDP"].cors_origins
     varies = origins and request.path.startswith(registered_surfaces().cors_prefixes)
     if varies and "Origin" not in headers.get("Vary", ""):
         headers.add("Vary", "Origin")

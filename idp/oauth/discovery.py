@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from idp.config import Settings
 from idp.services.sessions import API_SCOPE
 
 
-def discovery_document(settings: dict[str, Any]) -> dict[str, Any]:
+def discovery_document(settings: Settings) -> dict[str, Any]:
     """Describe this server per RFC 8414 and OpenID Connect Discovery."""
-    issuer = settings["IDP_ISSUER"]
+    issuer = settings.issuer
     client_auth = ["client_secret_basic", "client_secret_post"]
     return {
         "issuer": issuer,

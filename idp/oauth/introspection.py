@@ -29,4 +29,4 @@ class IntrospectionEndpoint(TokenTypeHint, _IntrospectionEndpoint):
         return token.refresh is None or token.check_client(client)
 
     def introspect_token(self, token: PresentedToken) -> dict[str, Any]:
-        return token.introspection(get_services().settings["IDP_ISSUER"])
+        return token.introspection(get_services().settings.issuer)

@@ -25,7 +25,7 @@ def api_client(client_id: str) -> Client:
 
 
 def query_client(client_id: str) -> Client | None:
-    if client_id == get_services().settings["IDP_API_CLIENT_ID"]:
+    if client_id == get_services().settings.api_client_id:
         return api_client(client_id)
     row = get_services().clients.find(client_id)
     return Client.from_row(row) if row is not None else None

@@ -326,6 +326,14 @@ class AccountService:
         )
         return pair
 
+    def refresh(self, raw_refresh_token: str, now: datetime) -> TokenPair:
+        """Rotate a refresh token of a session the /api/v1/auth client opened.
+
+        The API acts as its own public client: a refresh token another client was issued is
+        refused here as at /oauth/token (and, being reuse from the wrong client, revokes nothing).
+        """
+        return self.sessions.rotate(raw_refresh_token, self.api_client_id, now)
+
     def request_password_reset(self, email: str, now: datetime) -> None:
         """Mail a reset link if the address has an account; say nothing either way.
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from flask import Flask, current_app
 
+from idp.config import Settings
 from idp.rate_limits import current_strategy
 from idp.services.access_tokens import AccessTokenService
 from idp.services.accounts import AccountService
@@ -32,7 +32,7 @@ CLIENT_MEMORY_SECONDS = 5.0
 
 @dataclass(frozen=True)
 class Services:
-    settings: dict[str, Any]
+    settings: Settings
     keys: KeyStore
     passwords: PasswordService
     access_tokens: AccessTokenService
@@ -45,56 +45,54 @@ class Services:
     maintenance: MaintenanceService
 
 
-def init_app(app: Flask, settings: dict[str, Any]) -> Services:
+def init_app(app: Flask, settings: Settings) -> Services:
     """Create the services for an application from its settings."""
-    keys = KeyStore(settings["IDP_KEYS_DIR"], settings["IDP_KEYS_RELOAD_INTERVAL"])
+    keys = KeyStore(settings.keys_dir, settings.keys_reload_interval)
     passwords = PasswordService(
-        settings["IDP_ARGON2_TIME_COST"],
-        settings["IDP_ARGON2_MEMORY_COST"],
-        settings["IDP_ARGON2_PARALLELISM"],
-        settings["IDP_ARGON2_MAX_CONCURRENT"],
+        settings.argon2_time_cost,
+        settings.argon2_memory_cost,
+        settings.argon2_parallelism,
+        settings.argon2_max_concurrent,
     )
     revocations = RevocationCache(
-        settings["IDP_REDIS_URL"],
-        settings["IDP_RATELIMIT_PREFIX"],
-        settings["IDP_ACCESS_TOKEN_TTL"] + settings["IDP_TOKEN_LEEWAY"],
+        settings.redis_url,
+        settings.ratelimit_prefix,
+        settings.access_token_ttl + settings.token_leeway,
     )
     access_tokens = AccessTokenService(
         keys,
-        issuer=settings["IDP_ISSUER"],
-        audience=settings["IDP_AUDIENCE"],
-        ttl=settings["IDP_ACCESS_TOKEN_TTL"],
-        leeway=settings["IDP_TOKEN_LEEWAY"],
+        issuer=settings.issuer,
+        audience=settings.audience,
+        ttl=settings.access_token_ttl,
+        leeway=settings.token_leeway,
         revocations=revocations,
     )
     sessions = SessionService(
         access_tokens,
         revocations,
-        settings["IDP_REFRESH_TOKEN_TTL"],
-        settings["IDP_REFRESH_REUSE_GRACE"],
-        settings["IDP_SESSION_MAX_AGE"],
+        settings.refresh_token_ttl,
+        settings.refresh_reuse_grace,
+        settings.session_max_age,
     )
-    backend: MailBackend
-    if settings["IDP_MAIL_SERVER"]:
-        backend = SMTPBackend(settings["IDP_MAIL_TIMEOUT"])
-    else:
-        backend = LogBackend()
+    backend: MailBackend = (
+        SMTPBackend(settings.mail_timeout) if settings.mail_server else LogBackend()
+    )
 
-    def throttle(scope: str, setting: str) -> Throttle:
+    def throttle(scope: str, limit: str) -> Throttle:
         return Throttle(
             scope,
-            settings[setting],
+            limit,
             strategy=current_strategy,
-            enabled=settings["IDP_RATELIMIT_ENABLED"],
-            prefix=settings["IDP_RATELIMIT_PREFIX"],
+            enabled=settings.ratelimit_enabled,
+            prefix=settings.ratelimit_prefix,
         )
 
     outbox = Outbox(
-        MailService(backend, settings["IDP_FRONTEND_URL"]),
-        Sealer(settings["IDP_SECRET_KEY"], OUTBOX_SEAL_PURPOSE),
-        throttle("email.mail", "IDP_MAILS_PER_ADDRESS"),
-        max_attempts=settings["IDP_MAIL_MAX_ATTEMPTS"],
-        retry_delay=settings["IDP_MAIL_RETRY_DELAY"],
+        MailService(backend, settings.frontend_url),
+        Sealer(settings.secret_key, OUTBOX_SEAL_PURPOSE),
+        throttle("email.mail", settings.mails_per_address),
+        max_attempts=settings.mail_max_attempts,
+        retry_delay=settings.mail_retry_delay,
     )
     jobs = BackgroundJobs(app)
     services = Services(
@@ -110,16 +108,14 @@ def init_app(app: Flask, settings: dict[str, Any]) -> Services:
             outbox,
             sessions,
             jobs,
-            throttle("user.login", "IDP_LOGIN_FAILURES_PER_ACCOUNT"),
-            source_failures=throttle("user.login_source", "IDP_LOGIN_FAILURES_PER_SOURCE"),
-            api_client_id=settings["IDP_API_CLIENT_ID"],
-            registration_privacy=settings["IDP_REGISTRATION_PRIVACY"],
+            throttle("user.login", settings.login_failures_per_account),
+            source_failures=throttle("user.login_source", settings.login_failures_per_source),
+            api_client_id=settings.api_client_id,
+            registration_privacy=settings.registration_privacy,
         ),
         jobs=jobs,
-        readiness=ReadinessService(keys, settings["IDP_REDIS_URL"]),
-        maintenance=MaintenanceService(
-            settings["IDP_ACCESS_TOKEN_TTL"], settings["IDP_TOKEN_LEEWAY"]
-        ),
+        readiness=ReadinessService(keys, settings.redis_url),
+        maintenance=MaintenanceService(settings.access_token_ttl, settings.token_leeway),
     )
     app.extensions[EXTENSION_KEY] = services
     return services

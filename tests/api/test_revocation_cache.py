@@ -35,7 +35,7 @@ def flush_cache(app: Flask) -> None:
 
 def without_database(make_app, app: Flask) -> Flask:
     """The same server (same Redis keys) with its database unreachable."""
-    prefix = app.extensions["idp.services"].settings["IDP_RATELIMIT_PREFIX"]
+    prefix = app.extensions["idp.services"].settings.ratelimit_prefix
     url = f"postgresql+psycopg://nobody@127.0.0.1:{free_port()}/gone"
     return make_app(IDP_DATABASE_URL=url, IDP_RATELIMIT_PREFIX=prefix)
 

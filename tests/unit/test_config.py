@@ -1,3 +1,4 @@
+import dataclasses
 import subprocess
 import sys
 import time
@@ -10,15 +11,15 @@ from idp.errors import ConfigurationError
 
 def test_defaults(tmp_path):
     settings = load_settings(str(tmp_path), environ={})
-    assert settings["IDP_ISSUER"] == "http://localhost:5000"
-    assert settings["IDP_AUDIENCE"] == settings["IDP_ISSUER"]
-    assert settings["IDP_FRONTEND_URL"] == settings["IDP_ISSUER"]
-    assert settings["IDP_ACCESS_TOKEN_TTL"] == 3600
-    assert settings["IDP_REFRESH_TOKEN_TTL"] == 14 * 24 * 3600
-    assert settings["IDP_TRUSTED_PROXIES"] == 0
-    assert settings["IDP_DATABASE_URL"].startswith("sqlite:///")
+    assert settings.issuer == "http://localhost:5000"
+    assert settings.audience == settings.issuer
+    assert settings.frontend_url == settings.issuer
+    assert settings.access_token_ttl == 3600
+    assert settings.refresh_token_ttl == 14 * 24 * 3600
+    assert settings.trusted_proxies == 0
+    assert settings.database_url.startswith("sqlite:///")
     # The development secret is generated once and kept.
-    assert settings["IDP_SECRET_KEY"] == load_settings(str(tmp_path), environ={})["IDP_SECRET_KEY"]
+    assert settings.secret_key == load_settings(str(tmp_path), environ={}).secret_key
     assert (tmp_path / "secret_key").stat().st_mode & 0o777 == 0o600
 
 
@@ -27,8 +28,8 @@ def test_environment_is_read(tmp_path):
         str(tmp_path),
         environ={"IDP_ISSUER": "https://id.example.com/", "IDP_ACCESS_TOKEN_TTL": "600"},
     )
-    assert settings["IDP_ISSUER"] == "https://id.example.com"
-    assert settings["IDP_ACCESS_TOKEN_TTL"] == 600
+    assert settings.issuer == "https://id.example.com"
+    assert settings.access_token_ttl == 600
 
 
 @pytest.mark.parametrize(
@@ -58,7 +59,7 @@ root, start, count = Path(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
 time.sleep(max(0.0, start - time.time()))
 for n in range(count):
     try:
-        print(load_settings(str(root / str(n)), environ={})["IDP_SECRET_KEY"])
+        print(load_settings(str(root / str(n)), environ={}).secret_key)
     except Exception as exc:
         print(f"error {type(exc).__name__}")
 """
@@ -91,3 +92,30 @@ def test_an_empty_or_cut_development_secret_is_refused(tmp_path, content):
     (tmp_path / "secret_key").write_text(content)
     with pytest.raises(ConfigurationError, match="no usable secret"):
         load_settings(str(tmp_path), environ={})
+
+
+def test_settings_are_typed_read_as_attributes_and_frozen(tmp_path):
+    settings = load_settings(
+        str(tmp_path),
+        environ={
+            "IDP_RATELIMIT_ENABLED": "no",
+            "IDP_CORS_ORIGINS": "https://a.test, https://b.test",
+        },
+        overrides={"IDP_MAIL_PORT": "2525", "IDP_ACCESS_TOKEN_TTL": 900},
+    )
+    assert settings.ratelimit_enabled is False
+    assert settings.cors_origins == ("https://a.test", "https://b.test")
+    assert settings.mail_port == 2525  # a string override is parsed like the environment
+    assert settings.access_token_ttl == 900
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        settings.issuer = "https://elsewhere.test"  # type: ignore[misc]
+
+
+def test_an_unknown_override_is_refused(tmp_path):
+    with pytest.raises(ConfigurationError, match="unknown settings: IDP_ISUER"):
+        load_settings(str(tmp_path), environ={}, overrides={"IDP_ISUER": "https://id.test"})
+
+
+def test_bounds_are_checked_for_overrides_too(tmp_path):
+    with pytest.raises(ConfigurationError, match="IDP_TOKEN_LEEWAY must be between 0 and 5"):
+        load_settings(str(tmp_path), environ={}, overrides={"IDP_TOKEN_LEEWAY": 30})

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from idp.config import SETTINGS, load_settings
+from idp.config import ENVIRONMENT_VARIABLES, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -56,17 +56,20 @@ def test_keys_live_in_a_volume(compose):
 
 def test_every_setting_is_one_idp_knows_and_production_accepts_them(compose, tmp_path):
     environment = dict(compose["services"]["idp"]["environment"])
-    unknown = [name for name in environment if name.startswith("IDP_") and name not in SETTINGS]
+    unknown = [
+        name
+        for name in environment
+        if name.startswith("IDP_") and name not in ENVIRONMENT_VARIABLES
+    ]
     assert unknown == []
     assert re.fullmatch(r"\$\{IDP_SECRET_KEY:\?.+\}", environment["IDP_SECRET_KEY"])
     environment["IDP_SECRET_KEY"] = "x" * 48  # what the operator supplies
     settings = load_settings(str(tmp_path), environ=environment)
-    assert settings["IDP_ENV"] == "production"
-    assert settings["IDP_DATABASE_URL"].startswith("postgresql+psycopg://")
+    assert settings.env == "production"
+    assert settings.database_url.startswith("postgresql+psycopg://")
     db_service = compose["services"]["postgres"]["environment"]
-    assert (
-        f"{db_service['POSTGRES_USER']}:{db_service['POSTGRES_PASSWORD']}@postgres"
-        in (settings["IDP_DATABASE_URL"])
+    assert f"{db_service['POSTGRES_USER']}:{db_service['POSTGRES_PASSWORD']}@postgres" in (
+        settings.database_url
     )
 
 

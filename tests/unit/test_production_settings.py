@@ -27,13 +27,13 @@ def without(name: str) -> dict[str, str]:
 
 def test_a_complete_production_environment_is_accepted(tmp_path):
     settings = load_settings(str(tmp_path), environ=PRODUCTION)
-    assert settings["IDP_ENV"] == "production"
+    assert settings.env == "production"
     assert not (tmp_path / "secret_key").exists()
 
 
 def test_development_is_the_default_and_keeps_its_conveniences(tmp_path):
     settings = load_settings(str(tmp_path), environ={})
-    assert settings["IDP_ENV"] == "development"
+    assert settings.env == "development"
     assert (tmp_path / "secret_key").exists()
 
 
@@ -77,7 +77,7 @@ def test_overrides_count_as_explicit_settings(tmp_path):
     settings = load_settings(
         str(tmp_path), environ=without("IDP_SECRET_KEY"), overrides={"IDP_SECRET_KEY": "y" * 40}
     )
-    assert settings["IDP_SECRET_KEY"] == "y" * 40
+    assert settings.secret_key == "y" * 40
 
 
 @pytest.mark.parametrize(
@@ -85,7 +85,7 @@ def test_overrides_count_as_explicit_settings(tmp_path):
 )
 def test_plain_http_is_allowed_for_the_local_machine(tmp_path, issuer):
     settings = load_settings(str(tmp_path), environ={**PRODUCTION, "IDP_ISSUER": issuer})
-    assert settings["IDP_ISSUER"] == issuer
+    assert settings.issuer == issuer
 
 
 @pytest.mark.parametrize(
@@ -95,7 +95,7 @@ def test_plain_http_is_allowed_for_the_local_machine(tmp_path, issuer):
 )
 def test_memory_counters_can_be_accepted_explicitly(tmp_path, extra):
     settings = load_settings(str(tmp_path), environ={**without("IDP_REDIS_URL"), **extra})
-    assert settings["IDP_REDIS_URL"] is None
+    assert settings.redis_url is None
 
 
 # -- the signing key: create_app ---------------------------------------------------------------
