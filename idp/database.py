@@ -19,7 +19,6 @@ from idp.extensions import db
 
 log = logging.getLogger(__name__)
 
-MIGRATIONS_DIR = "migrations"
 READ_ENGINE = "idp.read_engine"
 _CURSOR = "idp.read_cursor"
 # PostgreSQL errors that say "not now" rather than "not this statement": connection exceptions
@@ -124,8 +123,11 @@ def _compiled(statement: Select[Any], engine: Engine) -> _Compiled:
     if found is None:
         dialect = engine.dialect
         columns = list(statement.selected_columns)
+        # The public form of what SQLAlchemy runs on each value of a result (a TypeDecorator's
+        # process_result_value included), looked up once per statement.
         converters = tuple(
-            column.type._cached_result_processor(dialect, None) or _same for column in columns
+            column.type.dialect_impl(dialect).result_processor(dialect, None) or _same
+            for column in columns
         )
         row = namedtuple("Row", [column.key for column in columns])
         found = _COMPILED[key] = _Compiled(str(statement.compile(dialect=dialect)), converters, row)

@@ -8,6 +8,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ import psycopg
 import pytest
 from flask import Flask
 from psycopg import errors as pg_errors
-from sqlalchemy import create_engine, func, literal_column, select
+from sqlalchemy import Boolean, Integer, String, create_engine, func, literal_column, select
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 
@@ -24,6 +25,7 @@ from idp import config, create_app, database
 from idp.database import is_unavailable
 from idp.errors import ServiceUnavailable
 from idp.extensions import db
+from idp.models.types import UTCDateTime
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -215,3 +217,29 @@ def test_the_flask_command_binds_migrations_and_a_server_does_not(base_settings)
         for app in (command_app, server_app):
             with app.app_context():
                 db.engine.dispose()
+
+
+def test_the_hot_path_read_converts_values_exactly_as_sqlalchemy_does():
+    """read_one applies each column type's result processing itself (looked up once through the
+    public TypeEngine API): if SQLAlchemy changed how results are processed, this would show."""
+    engine = create_engine(_postgres_url(), pool_size=1, max_overflow=0)
+    database._configure_postgresql(engine)
+    app = Flask(__name__)
+    app.extensions[database.READ_ENGINE] = engine
+    statement = select(
+        literal_column("TIMESTAMP '2026-01-02 03:04:05.123456'", UTCDateTime()).label("at"),
+        literal_column("NULL::timestamp", UTCDateTime()).label("never"),
+        literal_column("true", Boolean()).label("flag"),
+        literal_column("'text'", String()).label("word"),
+        literal_column("42", Integer()).label("number"),
+    )
+    try:
+        with app.app_context():
+            fast = database.read_one(statement, {})
+        with engine.connect() as connection:
+            usual = connection.execute(statement).first()
+    finally:
+        engine.dispose()
+    assert tuple(fast) == tuple(usual)
+    assert fast.at == datetime(2026, 1, 2, 3, 4, 5, 123456, tzinfo=UTC)
+    assert fast.never is None and fast.flag is True
