@@ -29,7 +29,6 @@ logger = logging.getLogger(LOGGER_NAME)
 SUCCESS, FAILURE, DENIED = "success", "failure", "denied"
 # success: it was done. failure: what the caller presented did not check out.
 # denied: refused by a rule (limit, reuse detection, unverified account) whatever it presented.
-OUTCOMES = frozenset({SUCCESS, FAILURE, DENIED})
 
 
 @dataclass(frozen=True)

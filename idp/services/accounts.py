@@ -5,7 +5,6 @@ from __future__ import annotations
 import unicodedata
 import uuid
 from datetime import datetime
-from typing import NoReturn
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
@@ -14,14 +13,13 @@ from idp import audit
 from idp.errors import (
     EmailAlreadyRegistered,
     EmailNotVerified,
-    InvalidCredentials,
-    TooManyFailedLogins,
     ValidationFailed,
 )
 from idp.extensions import db
 from idp.models import User
 from idp.services import one_time_tokens as ott
 from idp.services.background import BackgroundJobs
+from idp.services.login_walls import LoginWalls
 from idp.services.mail import ACCOUNT_EXISTS, PASSWORD_RESET_MAIL, VERIFY_EMAIL_MAIL
 from idp.services.outbox import MailCapped, Outbox, Resolution
 from idp.services.passwords import (
@@ -30,11 +28,6 @@ from idp.services.passwords import (
     password_policy_errors,
 )
 from idp.services.sessions import API_SCOPE, PASSWORD_RESET, SessionService, TokenPair
-from idp.services.throttle import Throttle
-
-# While an account's wall is full, a failure counts this many times against its source: with
-# the default 10 per 15 minutes, an attacking source gets two guesses per window.
-FAILURE_COST_UNDER_ATTACK = 5
 
 
 def canonical_email(email: str) -> str:
@@ -51,9 +44,8 @@ class AccountService:
         outbox: Outbox,
         sessions: SessionService,
         jobs: BackgroundJobs,
-        login_failures: Throttle,
+        walls: LoginWalls,
         *,
-        source_failures: Throttle,
         api_client_id: str,
         registration_privacy: bool,
     ) -> None:
@@ -64,11 +56,7 @@ class AccountService:
         outbox.resolvers[ACCOUNT_EXISTS] = self._account_exists_mail
         self.sessions = sessions
         self.jobs = jobs
-        # Failed logins per account from anywhere (a wall against credential stuffing from
-        # many addresses, loose enough that a stranger needs many addresses to lock a user
-        # out), and per account and client address (tight: one source guessing one account).
-        self.login_failures = login_failures
-        self.source_failures = source_failures
+        self.walls = walls
         self.api_client_id = api_client_id
         self.registration_privacy = registration_privacy
 
@@ -228,42 +216,12 @@ class AccountService:
     ) -> User:
         """Check a login; unknown email and wrong password fail alike and cost the same.
 
-        `source` is the client as limits count it (an IPv6 client by its network), `site` an
-        IPv6 client's /48 (None for IPv4); see idp.client_address.
-
-        Two walls, both counted on failure, per address whether or not an account has it (the
-        same answers for every address). The per-source wall refuses before the password is
-        checked. The account-wide wall never refuses a correct password by itself: once full,
-        the account is under attack, every failure answers 429 and costs its source (and an
-        IPv6 source's whole site) FAILURE_COST_UNDER_ATTACK failures, so each attacking source
-        gets a few guesses per window while the owner, from a source of their own, signs in.
+        `source` and `site` say where the client is, for the failed-login walls (see
+        idp.services.login_walls).
         """
-        account_key = canonical_email(email)
-        under_attack = not self.login_failures.allows(account_key)
-        walls = [f"{account_key} {source}"] if source else []
-        if under_attack and site:
-            walls.append(f"{account_key} site {site}")
-        for key in walls:
-            if not self.source_failures.allows(key):
-                audit.record("login.failure", "denied", reason="throttled", email=email)
-                raise TooManyFailedLogins(self.source_failures.resets_in(key))
-
-        def fail(reason: str, user_id: str | None = None, outcome: str = "failure") -> NoReturn:
-            audit.record(
-                "login.failure",
-                outcome,
-                user_id=user_id,
-                reason=reason,
-                email=email,
-                under_attack=under_attack,
-            )
-            self.login_failures.hit(account_key)
-            cost = FAILURE_COST_UNDER_ATTACK if under_attack else 1
-            for key in walls:
-                self.source_failures.hit(key, cost)
-            if under_attack:
-                raise TooManyFailedLogins(self.login_failures.resets_in(account_key))
-            raise InvalidCredentials()
+        attempt = self.walls.attempt(canonical_email(email), email, source, site)
+        attempt.refuse_if_source_is_over()
+        fail = attempt.fail
 
         if len(password) > MAX_PASSWORD_LENGTH:
             fail("password_too_long")  # no stored password can be this long

@@ -44,7 +44,7 @@ from idp.extensions import db
 from idp.models import OneTimeToken, OutboxMail
 from idp.models.outbox import DEAD, DROPPED, PENDING, REQUESTED, SENDING, SENT, STATUSES
 from idp.services import one_time_tokens as ott
-from idp.services.mail import MailMaybeSent, MailService
+from idp.services.mail import MailMaybeSent, MailService, OutgoingMail
 from idp.services.sealing import Sealer, Unsealable
 from idp.services.throttle import Throttle
 
@@ -74,6 +74,26 @@ class MailCapped(Exception):
 # Looks the account up, asks `Outbox.admit` before issuing anything, stages any token in the
 # session (uncommitted) and returns the mail; None when there is nothing to send.
 Resolver = Callable[[str, datetime], Resolution | None]
+
+
+@dataclass(frozen=True)
+class _Claimed:
+    """A row this sender claimed: what it needs to send it."""
+
+    message: str
+    to: str
+    payload: bytes
+    attempts: int
+    expires_at: datetime | None
+
+
+@dataclass(frozen=True)
+class _Refusal:
+    """Why SMTP did not take a mail: an error code, whether for good, or that nobody knows."""
+
+    error: str
+    permanent: bool
+    maybe_sent: bool = False
 
 
 @dataclass(frozen=True)
@@ -258,7 +278,46 @@ class Outbox:
         return values["status"]
 
     def _deliver(self, mail_id: int, now: datetime) -> str:
-        claimed = db.session.execute(
+        claimed = self._claim(mail_id, now)
+        if claimed is None:
+            return PENDING  # not due yet, or another sender has it
+        if claimed.expires_at is not None and claimed.expires_at <= now:
+            return self._finish(mail_id, DEAD, "expired", now, claimed.message)
+        superseded = ott.carries_a_dead_token(mail_id, now)
+        db.session.commit()  # no transaction (on SQLite: the write lock) held while SMTP talks
+        if superseded:
+            # A newer mail got through first, or a link was used: this one would deliver a
+            # dead link.
+            return self._finish(mail_id, DROPPED, "superseded", now)
+        try:
+            context = self.sealer.open(claimed.payload, _binding(claimed.message, claimed.to))
+        except Unsealable:
+            # Sealed under another IDP_SECRET_KEY, or tampered with: it can never be sent.
+            return self._finish(mail_id, DEAD, "unsealable", now, claimed.message)
+        try:
+            mail = self.mail.compose(claimed.message, claimed.to, context)
+        except Exception:
+            # A bug (a broken template), not an outage: retrying would fail the same way.
+            log.exception("mail %s (outbox %d) could not be composed", claimed.message, mail_id)
+            return self._finish(mail_id, DEAD, "compose_failed", now, claimed.message)
+        refusal = self._hand_over(mail)
+        if refusal is not None and refusal.maybe_sent:
+            # At most once: the server may have taken it, so the row stays claimed, in doubt.
+            return self._in_doubt(mail_id, claimed.message, refusal.error)
+        if refusal is not None:
+            return self._failed(
+                mail_id, claimed.message, claimed.attempts, refusal.error, now, refusal.permanent
+            )
+        sent_at = utcnow()
+        # Handed over: from now on only this mail's links work, committed with the SENT mark.
+        ott.spend_superseded(
+            mail_id, sent_at, claimed_at=now, in_flight_since=sent_at - IN_DOUBT_AFTER
+        )
+        return self._finish(mail_id, SENT, None, sent_at)
+
+    def _claim(self, mail_id: int, now: datetime) -> _Claimed | None:
+        """Move a due row from pending to sending, once: None if not due or another has it."""
+        row = db.session.execute(
             update(OutboxMail)
             .where(
                 OutboxMail.id == mail_id,
@@ -276,48 +335,23 @@ class Outbox:
             .execution_options(synchronize_session=False)
         ).one_or_none()
         db.session.commit()
-        if claimed is None:
-            return PENDING  # not due yet, or another sender has it
-        message, to, payload, attempts, expires_at = claimed
-        if expires_at is not None and expires_at <= now:
-            return self._finish(mail_id, DEAD, "expired", now, message)
-        superseded = ott.carries_a_dead_token(mail_id, now)
-        db.session.commit()  # no transaction (on SQLite: the write lock) held while SMTP talks
-        if superseded:
-            # A newer mail got through first, or a link was used: this one would deliver a
-            # dead link.
-            return self._finish(mail_id, DROPPED, "superseded", now)
-        try:
-            context = self.sealer.open(payload, _binding(message, to))
-        except Unsealable:
-            # Sealed under another IDP_SECRET_KEY, or tampered with: it can never be sent.
-            return self._finish(mail_id, DEAD, "unsealable", now, message)
-        try:
-            mail = self.mail.compose(message, to, context)
-        except Exception:
-            # A bug (a broken template), not an outage: retrying would fail the same way.
-            log.exception("mail %s (outbox %d) could not be composed", message, mail_id)
-            return self._finish(mail_id, DEAD, "compose_failed", now, message)
+        return None if row is None else _Claimed(*row)
+
+    def _hand_over(self, mail: OutgoingMail) -> _Refusal | None:
+        """Give the mail to SMTP; None when it was taken, else why not (or that nobody knows)."""
         try:
             self.mail.send(mail)
         except MailMaybeSent as exc:
-            # At most once: the server may have taken it, so the row stays claimed, in doubt.
-            return self._in_doubt(mail_id, message, type(exc.__cause__).__name__)
+            return _Refusal(type(exc.__cause__).__name__, False, maybe_sent=True)
         except smtplib.SMTPResponseException as exc:
-            permanent = exc.smtp_code >= 500
-            return self._failed(mail_id, message, attempts, f"smtp_{exc.smtp_code}", now, permanent)
+            return _Refusal(f"smtp_{exc.smtp_code}", exc.smtp_code >= 500)
         except smtplib.SMTPRecipientsRefused as exc:
             # Refused at RCPT ("550 no such user"): a permanent refusal like any other 5xx.
             code = min(code for code, _reply in exc.recipients.values())
-            return self._failed(mail_id, message, attempts, f"smtp_{code}", now, code >= 500)
+            return _Refusal(f"smtp_{code}", code >= 500)
         except (OSError, smtplib.SMTPException) as exc:
-            return self._failed(mail_id, message, attempts, type(exc).__name__, now, False)
-        sent_at = utcnow()
-        # Handed over: from now on only this mail's links work, committed with the SENT mark.
-        ott.spend_superseded(
-            mail_id, sent_at, claimed_at=now, in_flight_since=sent_at - IN_DOUBT_AFTER
-        )
-        return self._finish(mail_id, SENT, None, sent_at)
+            return _Refusal(type(exc).__name__, False)
+        return None
 
     def _failed(
         self, mail_id: int, message: str, attempts: int, error: str, now: datetime, permanent: bool

@@ -13,6 +13,7 @@ from idp.services.accounts import AccountService
 from idp.services.background import BackgroundJobs
 from idp.services.clients import RecentClients
 from idp.services.keys import KeyStore
+from idp.services.login_walls import LoginWalls
 from idp.services.mail import LogBackend, MailBackend, MailService, SMTPBackend
 from idp.services.maintenance import MaintenanceService
 from idp.services.outbox import Outbox
@@ -108,8 +109,10 @@ def init_app(app: Flask, settings: Settings) -> Services:
             outbox,
             sessions,
             jobs,
-            throttle("user.login", settings.login_failures_per_account),
-            source_failures=throttle("user.login_source", settings.login_failures_per_source),
+            LoginWalls(
+                throttle("user.login", settings.login_failures_per_account),
+                throttle("user.login_source", settings.login_failures_per_source),
+            ),
             api_client_id=settings.api_client_id,
             registration_privacy=settings.registration_privacy,
         ),
