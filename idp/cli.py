@@ -15,7 +15,6 @@ from flask import Flask
 from flask.cli import AppGroup
 from sqlalchemy.exc import SQLAlchemyError
 
-from idp import audit
 from idp.clock import utcnow
 from idp.extensions import db
 from idp.services import clients as client_service
@@ -52,7 +51,6 @@ def keys_list() -> None:
 def keys_rotate(staged: bool) -> None:
     """Create a new signing key; the old one stays in JWKS so its tokens keep verifying."""
     kid = get_services().keys.rotate(staged=staged)
-    audit.record("key.rotated", "success", kid=kid, staged=staged)
     click.echo(kid)
     status = STAGED if staged else ACTIVE
     click.echo(f"key {kid} is {status}", err=True)
@@ -66,7 +64,6 @@ def keys_activate(kid: str) -> None:
         get_services().keys.activate(kid)
     except KeyCommandError as exc:
         raise click.ClickException(str(exc)) from exc
-    audit.record("key.activated", "success", kid=kid)
     click.echo(f"key {kid} is active")
 
 
@@ -78,7 +75,6 @@ def keys_retire(kid: str) -> None:
         get_services().keys.retire(kid)
     except KeyCommandError as exc:
         raise click.ClickException(str(exc)) from exc
-    audit.record("key.retired", "success", kid=kid)
     click.echo(f"key {kid} is retired")
 
 
@@ -91,9 +87,6 @@ def clients_create(name: str, scope: str) -> None:
         created = client_service.create_client(name, scope, utcnow())
     except client_service.ClientCommandError as exc:
         raise click.ClickException(str(exc)) from exc
-    audit.record(
-        "client.created", "success", client_id=created.client.client_id, scope=created.client.scope
-    )
     click.echo(f"client_id: {created.client.client_id}")
     click.echo(f"client_secret: {created.client_secret}")
     click.echo(
@@ -118,7 +111,6 @@ def clients_delete(client_id: str) -> None:
     except client_service.ClientCommandError as exc:
         raise click.ClickException(str(exc)) from exc
     get_services().clients.forget(client_id)
-    audit.record("client.deleted", "success", client_id=client_id)
     click.echo(f"client {client_id} deleted")
 
 

@@ -14,9 +14,10 @@ import logging
 import time
 
 from flask import Flask, current_app, request
-from flask_limiter import HeaderNames, Limiter
+from flask_limiter import HeaderNames, Limiter, RequestLimit
 from limits.strategies import RateLimiter
 
+from idp import audit
 from idp.client_address import site_of, source_of
 from idp.config import Settings
 
@@ -55,6 +56,7 @@ def init_app(app: Flask, settings: Settings) -> Limiter:
         # 503/3xx) only, and our 429 sets it itself.
         header_name_mapping={HeaderNames.RETRY_AFTER: "X-RateLimit-Retry-After"},
         swallow_errors=True,
+        on_breach=_audit_breach,
         in_memory_fallback_enabled=True,
         enabled=enabled,
     )
@@ -70,6 +72,13 @@ def init_app(app: Flask, settings: Settings) -> Limiter:
     if not enabled:
         log.warning("rate limiting is DISABLED (IDP_RATELIMIT_ENABLED=false)")
     return limiter
+
+
+def _audit_breach(breached: RequestLimit) -> None:
+    """Record a refused request: the limiter is the one that acts (it answers 429 itself)."""
+    audit.record(
+        "rate_limit.exceeded", "denied", endpoint=request.endpoint, limit=str(breached.limit)
+    )
 
 
 def request_source() -> str:

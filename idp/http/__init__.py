@@ -15,7 +15,7 @@ from flask_cors import CORS
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from idp import audit, database
+from idp import database
 from idp.errors import (
     IdPError,
     MethodNotAllowed,
@@ -135,11 +135,8 @@ def _handle_http_exception(error: HTTPException) -> Response:
     _rollback()
     status = error.code or 500
     error_class = _HTTP_TO_ERROR.get(status)
-    if status == 429:
+    if status == 429:  # audited by the limiter (idp.rate_limits)
         idp_error: IdPError = RateLimited(seconds_until_reset())
-        audit.record(
-            "rate_limit.exceeded", "denied", endpoint=request.endpoint, limit=error.description
-        )
     elif error_class is not None:
         idp_error = error_class()
     else:

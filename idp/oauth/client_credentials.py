@@ -7,7 +7,6 @@ from typing import Any
 from authlib.oauth2.rfc6749 import grants
 from authlib.oauth2.rfc6749.errors import InvalidScopeError
 
-from idp import audit
 from idp.clock import utcnow
 from idp.services.registry import get_services
 
@@ -31,19 +30,7 @@ def generate_client_token(
 ) -> dict[str, Any]:
     """Mint the access token of a client_credentials grant (RFC 9068: sub is the client)."""
     granted = client.get_allowed_scope(scope)
-    issued = get_services().access_tokens.issue(
-        subject=client.get_client_id(),
-        client_id=client.get_client_id(),
-        scope=granted,
-        now=utcnow(),
-    )
-    audit.record(
-        "token.issued",
-        "success",
-        client_id=client.get_client_id(),
-        scope=granted,
-        jti=issued.claims["jti"],
-    )
+    issued = get_services().access_tokens.issue_to_client(client.get_client_id(), granted, utcnow())
     return {
         "access_token": issued.token,
         "token_type": "Bearer",

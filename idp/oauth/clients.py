@@ -6,7 +6,6 @@ from typing import Any
 
 from authlib.oauth2.rfc6749 import ClientMixin
 
-from idp import audit
 from idp.services import clients as client_service
 
 CONFIDENTIAL_AUTH_METHODS = ("client_secret_basic", "client_secret_post")
@@ -47,14 +46,7 @@ class Client(ClientMixin):
         return False  # no redirect-based grants
 
     def check_client_secret(self, client_secret: str) -> bool:
-        matched = self.row is not None and client_service.check_client_secret(
-            self.row, client_secret
-        )
-        if not matched:
-            audit.record(
-                "client.auth_failure", "failure", client_id=self.client_id, reason="bad_secret"
-            )
-        return matched
+        return client_service.check_client_secret(self.client_id, self.row, client_secret)
 
     def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
         if self.is_confidential:

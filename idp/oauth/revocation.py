@@ -6,11 +6,9 @@ from typing import Any
 
 from authlib.oauth2.rfc7009 import RevocationEndpoint as _RevocationEndpoint
 
-from idp import audit
 from idp.clock import utcnow
 from idp.oauth.presented import PresentedToken, TokenTypeHint, presented
 from idp.services.registry import get_services
-from idp.services.sessions import REVOKED_BY_CLIENT
 
 
 class RevocationEndpoint(TokenTypeHint, _RevocationEndpoint):
@@ -24,37 +22,10 @@ class RevocationEndpoint(TokenTypeHint, _RevocationEndpoint):
         )
 
     def revoke_token(self, token: PresentedToken, request: Any) -> None:
-        services = get_services()
-        now = utcnow()
+        sessions = get_services().sessions
         if token.claims is not None:
-            claims = token.claims
-            services.sessions.revoke_access_token(claims, now)
-            audit.record(
-                "token.revoked",
-                "success",
-                # A user's token names its session; a client's token has no user.
-                user_id=claims["sub"] if "sid" in claims else None,
-                kind="access",
-                client_id=claims["client_id"],
-                session_id=claims.get("sid"),
-                jti=claims["jti"],
-            )
+            sessions.revoke_access_token(token.claims, utcnow())
         else:
             assert token.refresh is not None
-            session = token.refresh.session
-            # Read before the commit, which expires the rows.
-            user_id, session_id, client_id = (
-                session.user.public_id,
-                session.public_id,
-                session.client_id,
-            )
             # Revoking a refresh token ends its whole session, access tokens included.
-            services.sessions.revoke_session(session, REVOKED_BY_CLIENT, now)
-            audit.record(
-                "token.revoked",
-                "success",
-                user_id=user_id,
-                kind="refresh",
-                client_id=client_id,
-                session_id=session_id,
-            )
+            sessions.revoke_refresh_session(token.refresh.session, utcnow())

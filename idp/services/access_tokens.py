@@ -19,6 +19,7 @@ from joserfc.jwt import JWTClaimsRegistry
 from sqlalchemy import bindparam, exists, select
 from sqlalchemy.exc import SQLAlchemyError
 
+from idp import audit
 from idp.database import is_unavailable, read_one
 from idp.errors import InvalidAccessToken
 from idp.models import OAuthClient, RefreshSession, RevokedAccessToken, User
@@ -113,6 +114,14 @@ class AccessTokenService:
         header = {"alg": ALGORITHM, "typ": TOKEN_TYPE, "kid": kid}
         token = jwt.encode(header, claims, key, algorithms=[ALGORITHM])
         return IssuedAccessToken(token, self.ttl, claims)
+
+    def issue_to_client(self, client_id: str, scope: str, now: datetime) -> IssuedAccessToken:
+        """Sign a client's own token (client_credentials; RFC 9068: sub is the client)."""
+        issued = self.issue(subject=client_id, client_id=client_id, scope=scope, now=now)
+        audit.record(
+            "token.issued", "success", client_id=client_id, scope=scope, jti=issued.claims["jti"]
+        )
+        return issued
 
     def decode(self, token: str, now: datetime) -> dict[str, Any]:
         """Check signature and claims only; raise InvalidAccessToken on any doubt."""

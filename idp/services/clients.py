@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import bindparam, select
 
+from idp import audit
 from idp.database import read_one
 from idp.extensions import db
 from idp.models import OAuthClient
@@ -60,6 +61,7 @@ def create_client(name: str, scope: str, now: datetime) -> CreatedClient:
     )
     db.session.add(client)
     db.session.commit()
+    audit.record("client.created", "success", client_id=client.client_id, scope=client.scope)
     return CreatedClient(client, secret)
 
 
@@ -126,9 +128,16 @@ _LIVE_CLIENT = select(
 ).where(_clients.c.client_id == bindparam("client_id"), _clients.c.deleted_at.is_(None))
 
 
-def check_client_secret(client: Any, secret: str) -> bool:
-    """Compare a presented secret with the stored digest in constant time."""
-    return isinstance(secret, str) and digest_matches(secret, client.client_secret_hash)
+def check_client_secret(client_id: str, client: Any | None, secret: str) -> bool:
+    """Compare a presented secret with the stored digest in constant time; audit a mismatch."""
+    matched = (
+        client is not None
+        and isinstance(secret, str)
+        and digest_matches(secret, client.client_secret_hash)
+    )
+    if not matched:
+        audit.record("client.auth_failure", "failure", client_id=client_id, reason="bad_secret")
+    return matched
 
 
 def delete_client(client_id: str, now: datetime) -> None:
@@ -144,3 +153,4 @@ def delete_client(client_id: str, now: datetime) -> None:
         raise ClientCommandError(f"no client with id {client_id}")
     client.deleted_at = now
     db.session.commit()
+    audit.record("client.deleted", "success", client_id=client_id)

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from joserfc.jwk import RSAKey
 
+from idp import audit
 from idp.clock import utcnow
 from idp.errors import SigningKeyError
 
@@ -158,7 +159,9 @@ class KeyStore:
             infos = self._read_manifest()
             if not staged:
                 infos = [_demote_active(info) for info in infos]
-            return self._add_key(STAGED if staged else ACTIVE, infos)
+            kid = self._add_key(STAGED if staged else ACTIVE, infos)
+        audit.record("key.rotated", "success", kid=kid, staged=staged)
+        return kid
 
     def activate(self, kid: str) -> None:
         """Make a published key the signing key; the previous one stays published."""
@@ -175,6 +178,7 @@ class KeyStore:
                 for i in infos
             ]
             self._write_manifest(infos)
+        audit.record("key.activated", "success", kid=kid)
 
     def retire(self, kid: str) -> None:
         """Withdraw a key from JWKS and delete its private key; its tokens stop verifying."""
@@ -190,6 +194,7 @@ class KeyStore:
             infos = [KeyInfo(i.kid, RETIRED, i.created_at) if i.kid == kid else i for i in infos]
             self._write_manifest(infos)
             (self.path / f"{kid}.pem").unlink(missing_ok=True)
+        audit.record("key.retired", "success", kid=kid)
 
     def _add_key(self, status: str, infos: list[KeyInfo]) -> str:
         key = RSAKey.generate_key(KEY_SIZE, auto_kid=False)

@@ -177,19 +177,38 @@ class SessionService:
             select(RefreshToken).where(RefreshToken.token_hash == digest(raw_refresh_token))
         )
 
-    def revoke_session(self, session: RefreshSession, reason: str, now: datetime) -> None:
-        """Revoke one session and commit."""
-        public_id = session.public_id
+    def revoke_refresh_session(self, session: RefreshSession, now: datetime) -> None:
+        """RFC 7009: a client revokes a refresh token, which ends its whole session; commit."""
+        # Read before the commit, which expires the rows.
+        user_id, public_id, client_id = session.user.public_id, session.public_id, session.client_id
         if session.revoked_at is None:
-            self._revoke(session, reason, now)
+            self._revoke(session, REVOKED_BY_CLIENT, now)
         db.session.commit()
         self.revocations.sessions_revoked([public_id])
+        audit.record(
+            "token.revoked",
+            "success",
+            user_id=user_id,
+            kind="refresh",
+            client_id=client_id,
+            session_id=public_id,
+        )
 
     def revoke_access_token(self, claims: dict, now: datetime) -> None:
-        """Denylist one access token and commit."""
+        """RFC 7009: a client revokes one access token, denylisted until it expires; commit."""
         self.deny_access_token(claims, now)
         db.session.commit()
         self.revocations.token_revoked(claims["jti"], claims["exp"], now)
+        audit.record(
+            "token.revoked",
+            "success",
+            # A user's token names its session; a client's token has no user.
+            user_id=claims["sub"] if "sid" in claims else None,
+            kind="access",
+            client_id=claims["client_id"],
+            session_id=claims.get("sid"),
+            jti=claims["jti"],
+        )
 
     def revoke_all_for_user(self, user: User, reason: str, now: datetime) -> list[str]:
         """Revoke every live session of the user and return their ids; the caller commits,
