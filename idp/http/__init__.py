@@ -15,7 +15,7 @@ from flask_cors import CORS
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from idp import database
+from idp import database, transaction
 from idp.errors import (
     IdPError,
     MethodNotAllowed,
@@ -74,6 +74,7 @@ def init_app(app: Flask) -> None:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)  # type: ignore[method-assign]
     app.before_request(_assign_request_id)
     app.after_request(_security_headers)
+    app.after_request(_end_transaction)  # after_request runs last-registered first
     app.register_error_handler(IdPError, _handle_idp_error)
     app.register_error_handler(HTTPException, _handle_http_exception)
     app.register_error_handler(Exception, _handle_unexpected)
@@ -81,6 +82,15 @@ def init_app(app: Flask) -> None:
 
 def _cors_prefixes(app: Flask) -> tuple[str, ...]:
     return app.extensions[EXTENSION_KEY].cors_prefixes
+
+
+def _end_transaction(response: Response) -> Response:
+    """The request is the unit of work: a successful answer's changes are committed (and their
+    after-commit hooks run) before it is sent. A failed one's are rolled back at teardown; a
+    service that must keep something from a failed request commits it itself."""
+    if response.status_code < 400 and db.session.registry.has() and db.session().in_transaction():
+        transaction.commit()
+    return response
 
 
 def _assign_request_id() -> None:

@@ -28,6 +28,7 @@ from idp.services.passwords import (
     password_policy_errors,
 )
 from idp.services.sessions import API_SCOPE, PASSWORD_RESET, SessionService, TokenPair
+from idp.transaction import after_commit
 
 
 def canonical_email(email: str) -> str:
@@ -99,7 +100,8 @@ class AccountService:
         db.session.add(user)
         link_mail = self._link_mail(user, VERIFY_EMAIL_MAIL, now)
         try:
-            # The mail is committed with the account and its tokens, or none of them is.
+            # The mail is committed with the account and its tokens, or none of them is. The
+            # unique index decides races at this flush: of two concurrent sign-ups one gets in.
             mail = self.outbox.enqueue(
                 VERIFY_EMAIL_MAIL,
                 link_mail.to,
@@ -108,24 +110,21 @@ class AccountService:
                 expires_at=link_mail.expires_at,
                 tokens=link_mail.tokens,
             )
-            db.session.commit()
         except IntegrityError as exc:
-            # The unique index decides races: of two concurrent sign-ups exactly one commits.
             db.session.rollback()
             audit.record("user.register", "failure", reason="email_exists", email=email)
             if not self.registration_privacy:
                 raise EmailAlreadyRegistered() from exc
             self._request_mail(ACCOUNT_EXISTS, email, now)
             return str(uuid.uuid4())
-        audit.record("user.register", "success", user_id=user.public_id)
-        self.jobs.submit(self.outbox.process, mail.id)
+        after_commit(audit.record, "user.register", "success", user_id=user.public_id)
+        after_commit(self.jobs.submit, self.outbox.process, mail.id)
         return user.public_id
 
     def _request_mail(self, message: str, address: str, now: datetime) -> None:
-        """Commit a mail request for an address as typed; it is resolved after the answer."""
+        """Stage a mail request for an address as typed; it is resolved after the answer."""
         mail = self.outbox.request(message, address, now)
-        db.session.commit()
-        self.jobs.submit(self.outbox.process, mail.id)
+        after_commit(self.jobs.submit, self.outbox.process, mail.id)
 
     def _link_mail(self, user: User, message: str, now: datetime) -> Resolution:
         """Issue the tokens a verification or reset mail links to, and return that mail.
@@ -176,7 +175,8 @@ class AccountService:
                 "password_reset.requested", "denied", user_id=user.public_id, reason="throttled"
             )
             raise
-        audit.record("password_reset.requested", "success", user_id=user.public_id)
+        # The resolver's transaction (the outbox commits it) issues the link, or nothing does.
+        after_commit(audit.record, "password_reset.requested", "success", user_id=user.public_id)
         return self._link_mail(user, PASSWORD_RESET_MAIL, now)
 
     def _account_exists_mail(self, address: str, now: datetime) -> Resolution | None:
@@ -194,8 +194,8 @@ class AccountService:
         if user.email_verified_at is None:
             user.email_verified_at = now
             user.is_active = True
-        db.session.commit()
-        audit.record("user.verify_email", "success", user_id=user.public_id)
+        db.session.flush()
+        after_commit(audit.record, "user.verify_email", "success", user_id=user.public_id)
         return user
 
     def resend_verification(self, email: str, now: datetime) -> None:
@@ -275,7 +275,8 @@ class AccountService:
         """Check a login and open a session for the /api/v1/auth client."""
         user = self.authenticate(email, password, now, source, site)
         pair = self.sessions.start(user, self.api_client_id, API_SCOPE, now)
-        audit.record(
+        after_commit(
+            audit.record,
             "login.success",
             "success",
             user_id=pair.user.public_id,
@@ -321,9 +322,9 @@ class AccountService:
             user.email_verified_at = now
             user.is_active = True
         ended = self.sessions.revoke_all_for_user(user, PASSWORD_RESET, now)
-        public_id = user.public_id
-        db.session.commit()
-        self.sessions.revocations.sessions_revoked(ended)
-        self.sessions.revocations.user_sessions_ended(public_id, now)
-        audit.record("password_reset.confirmed", "success", user_id=user.public_id)
+        db.session.flush()
+        revocations = self.sessions.revocations
+        after_commit(revocations.sessions_revoked, ended)
+        after_commit(revocations.user_sessions_ended, user.public_id, now)
+        after_commit(audit.record, "password_reset.confirmed", "success", user_id=user.public_id)
         return user

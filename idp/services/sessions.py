@@ -18,6 +18,7 @@ from idp.models import RefreshSession, RefreshToken, RevokedAccessToken, User
 from idp.services.access_tokens import AccessToken, AccessTokenService
 from idp.services.revocation_cache import RevocationCache
 from idp.services.secret_tokens import digest, new_secret
+from idp.transaction import after_commit
 
 # INSERT ... ON CONFLICT DO NOTHING, in each dialect we run on.
 _DIALECT_INSERTS = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
@@ -63,7 +64,7 @@ class SessionService:
         self.max_age = timedelta(seconds=max_age)
 
     def start(self, user: User, client_id: str, scope: str, now: datetime) -> TokenPair:
-        """Open a session for a freshly authenticated user and commit it."""
+        """Open a session for a freshly authenticated user; the caller commits it."""
         session = RefreshSession(
             public_id=secrets.token_urlsafe(24),
             user=user,
@@ -72,9 +73,7 @@ class SessionService:
             created_at=now,
         )
         db.session.add(session)
-        pair = self._mint(session, user, now)
-        db.session.commit()
-        return pair
+        return self._mint(session, user, now)
 
     def rotate(self, raw_refresh_token: str, client_id: str, now: datetime) -> TokenPair:
         """Spend a refresh token and return a new pair; a replayed token ends its session."""
@@ -93,8 +92,7 @@ class SessionService:
                 audit.record("session.refresh", "failure", reason="inactive_user", **who)
                 raise InvalidRefreshToken()
             pair = self._mint(session, session.user, now)
-            db.session.commit()
-            audit.record("session.refresh", "success", **who)
+            after_commit(audit.record, "session.refresh", "success", **who)
             return pair
         return self._reject_or_grace(token_hash, client_id, now)
 
@@ -123,10 +121,10 @@ class SessionService:
         ):
             # Two tabs refreshing with one token at once: the late one gets a sibling token.
             pair = self._mint(session, session.user, now)
-            db.session.commit()
-            audit.record("session.refresh", "success", grace=True, **who)
+            after_commit(audit.record, "session.refresh", "success", grace=True, **who)
             return pair
         self._revoke(session, REUSE_DETECTED, now)
+        # Committed here, not by the request: the request fails, and the revocation must stay.
         db.session.commit()
         self.revocations.sessions_revoked([who["session_id"]])
         audit.record("session.reuse_detected", "denied", **who)
@@ -164,11 +162,16 @@ class SessionService:
             if session is not None and session.revoked_at is None:
                 self._revoke(session, LOGOUT, now)
                 ended.append(session_id)
-        db.session.commit()
-        self.revocations.token_revoked(access.jti, access.claims["exp"], now)
-        self.revocations.sessions_revoked(ended)
-        audit.record(
-            "session.logout", "success", user_id=user_id, session_id=session_id, jti=access.jti
+        db.session.flush()
+        after_commit(self.revocations.token_revoked, access.jti, access.claims["exp"], now)
+        after_commit(self.revocations.sessions_revoked, ended)
+        after_commit(
+            audit.record,
+            "session.logout",
+            "success",
+            user_id=user_id,
+            session_id=session_id,
+            jti=access.jti,
         )
 
     def find_by_refresh_token(self, raw_refresh_token: str) -> RefreshToken | None:
@@ -178,14 +181,15 @@ class SessionService:
         )
 
     def revoke_refresh_session(self, session: RefreshSession, now: datetime) -> None:
-        """RFC 7009: a client revokes a refresh token, which ends its whole session; commit."""
+        """RFC 7009: a client revokes a refresh token, which ends its whole session."""
         # Read before the commit, which expires the rows.
         user_id, public_id, client_id = session.user.public_id, session.public_id, session.client_id
         if session.revoked_at is None:
             self._revoke(session, REVOKED_BY_CLIENT, now)
-        db.session.commit()
-        self.revocations.sessions_revoked([public_id])
-        audit.record(
+        db.session.flush()
+        after_commit(self.revocations.sessions_revoked, [public_id])
+        after_commit(
+            audit.record,
             "token.revoked",
             "success",
             user_id=user_id,
@@ -195,11 +199,11 @@ class SessionService:
         )
 
     def revoke_access_token(self, claims: dict, now: datetime) -> None:
-        """RFC 7009: a client revokes one access token, denylisted until it expires; commit."""
+        """RFC 7009: a client revokes one access token, denylisted until it expires."""
         self.deny_access_token(claims, now)
-        db.session.commit()
-        self.revocations.token_revoked(claims["jti"], claims["exp"], now)
-        audit.record(
+        after_commit(self.revocations.token_revoked, claims["jti"], claims["exp"], now)
+        after_commit(
+            audit.record,
             "token.revoked",
             "success",
             # A user's token names its session; a client's token has no user.
