@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from argon2 import PasswordHasher
 
-from idp.config import SETTINGS
+from idp.config import Settings
 
 # Every seeded user has this password; the seeded hash is computed once and copied.
 PASSWORD = "Bench-Password-7"
@@ -42,11 +42,11 @@ class Argon2Params:
         return f"t={self.time_cost}, m={self.memory_cost} KiB, p={self.parallelism}"
 
 
-# idp's defaults (IDP_ARGON2_* in idp/config.py): what a production server runs with.
+# idp's defaults (Settings.argon2_* in idp/config.py): what a production server runs with.
 DEFAULT_ARGON2 = Argon2Params(
-    time_cost=SETTINGS["IDP_ARGON2_TIME_COST"][1],
-    memory_cost=SETTINGS["IDP_ARGON2_MEMORY_COST"][1],
-    parallelism=SETTINGS["IDP_ARGON2_PARALLELISM"][1],
+    time_cost=Settings.argon2_time_cost,
+    memory_cost=Settings.argon2_memory_cost,
+    parallelism=Settings.argon2_parallelism,
 )
 # Keycloak's Argon2 defaults, for the login-keycloak scenario.
 KEYCLOAK_ARGON2 = Argon2Params(time_cost=5, memory_cost=7168, parallelism=1)
