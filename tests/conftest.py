@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 from flask import Flask
-from flask.testing import FlaskClient
+from flask.testing import FlaskClient, FlaskCliRunner
 from flask_migrate import upgrade
 from sqlalchemy import delete
 
@@ -45,9 +45,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if deselected:
         config.hook.pytest_deselected(items=deselected)
         items[:] = selected
-
-
-PASSWORD = "Correct-Horse-7"
 
 
 @pytest.fixture(scope="session")
@@ -136,6 +133,12 @@ def app(make_app: Any) -> Flask:
 @pytest.fixture
 def client(app: Flask) -> FlaskClient:
     return app.test_client()
+
+
+@pytest.fixture
+def runner(app: Flask) -> FlaskCliRunner:
+    """`flask ...` commands (keys, clients, users, mail, maintenance) against the `app` fixture."""
+    return app.test_cli_runner()
 
 
 @pytest.fixture

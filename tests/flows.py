@@ -10,10 +10,12 @@ from flask.testing import FlaskClient
 
 from tests.support import Mailbox
 
+# The password of every test account, unless a test needs a second one; the e2e tests use it too.
 PASSWORD = "Correct-Horse-7"
-_counter = itertools.count()
-
+# The built-in public client (the /api facade's own), with no row in the clients table.
+API_CLIENT_ID = "idp-api"
 API = "/api/v1/auth"
+_counter = itertools.count()
 
 
 def unique_email(prefix: str = "user") -> str:

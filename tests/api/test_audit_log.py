@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.flows import API, PASSWORD, login, register, settle, unique_email
+from tests.flows import API, API_CLIENT_ID, PASSWORD, login, register, settle, unique_email
 
 NEW_PASSWORD = "Fresh-Meadow-42"
 WRONG_PASSWORD = "Wrong-Horse-8"
@@ -93,7 +93,7 @@ def test_a_full_journey_logs_every_event_and_no_secret(
     fourth = remember("login_new", login(client, email, NEW_PASSWORD), 200).json["data"]
 
     # The public API client revokes its refresh token (RFC 7009).
-    form = {"token": fourth["refresh_token"], "client_id": "idp-api"}
+    form = {"token": fourth["refresh_token"], "client_id": API_CLIENT_ID}
     remember("revoke_refresh", client.post("/oauth/revoke", data=form), 200)
 
     # An admin registers a client; it fails once, gets a token, and revokes it.

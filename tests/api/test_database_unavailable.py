@@ -18,9 +18,9 @@ from flask import Flask
 from idp import config, create_app
 from idp.extensions import db
 from tests.api.test_openapi import Contract, load_document
+from tests.flows import API_CLIENT_ID, PASSWORD
 from tests.support import free_port
 
-PASSWORD = "Correct-Horse-7"
 # A refused connection fails at once; this leaves room for a slow machine, not for a hang.
 QUICK = 2.0
 
@@ -56,7 +56,7 @@ OAUTH_SHAPE = {
 REGISTER = {"email": "ada@example.com", "password": PASSWORD, "first_name": "A", "last_name": "L"}
 LOGIN = {"email": "a@example.com", "password": PASSWORD}
 CLIENT_CREDENTIALS = {"grant_type": "client_credentials", "client_id": "c", "client_secret": "s"}
-REFRESH_GRANT = {"grant_type": "refresh_token", "client_id": "idp-api", "refresh_token": "r"}
+REFRESH_GRANT = {"grant_type": "refresh_token", "client_id": API_CLIENT_ID, "refresh_token": "r"}
 
 
 @pytest.mark.parametrize(

@@ -38,10 +38,9 @@ from sqlalchemy import event
 
 from idp.extensions import db
 from tests.conftest import ISSUER
-from tests.flows import API, LoggedIn, logged_in_user, verify_token
+from tests.flows import API, API_CLIENT_ID, LoggedIn, logged_in_user, verify_token
 
 VERIFY = f"{API}/verify-token/"
-API_CLIENT_ID = "idp-api"
 API_SCOPE = "profile email"
 
 DROP = object()  # a claim or header value meaning "leave this member out"

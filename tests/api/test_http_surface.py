@@ -1,7 +1,7 @@
 import pytest
 from flask import session
 
-from tests.flows import API
+from tests.flows import API, PASSWORD
 
 
 @pytest.mark.parametrize(
@@ -167,7 +167,7 @@ def test_a_form_post_changes_nothing(app, client):
         f"{API}/register/",
         data={
             "email": "csrf@example.com",
-            "password": "Correct-Horse-7",
+            "password": PASSWORD,
             "first_name": "A",
             "last_name": "B",
         },

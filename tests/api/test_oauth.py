@@ -1,7 +1,8 @@
 """The OAuth side through the test client, in its RFC wire formats (not the /api envelope).
 
 RFC 6749 token endpoint (client_credentials, refresh_token with rotation and reuse detection),
-RFC 7662 introspection, RFC 7009 revocation, discovery and JWKS, and the `clients` CLI.
+RFC 7662 introspection, RFC 7009 revocation, discovery and JWKS. The `clients` CLI is
+tests/cli/test_clients_cli.py.
 """
 
 from __future__ import annotations
@@ -9,7 +10,6 @@ from __future__ import annotations
 import base64
 import json
 import re
-import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -24,12 +24,11 @@ from werkzeug.datastructures import MultiDict
 from idp.clock import utcnow
 from idp.services.clients import create_client
 from tests.conftest import ISSUER
-from tests.flows import API, LoggedIn, logged_in_user, verify_token
+from tests.flows import API, API_CLIENT_ID, LoggedIn, logged_in_user, verify_token
 
 TOKEN = "/oauth/token"
 INTROSPECT = "/oauth/introspect"
 REVOKE = "/oauth/revoke"
-API_CLIENT_ID = "idp-api"
 API_SCOPE = "profile email"
 
 
@@ -606,73 +605,6 @@ def test_jwks_is_cacheable_and_conditional(client):
     changed = client.get("/.well-known/jwks.json", headers={"If-None-Match": '"stale"'})
     assert changed.status_code == 200
     assert json.loads(changed.get_data()) == response.json
-
-
-# -- the clients CLI --------------------------------------------------------------------------
-
-
-def cli_create(app: Flask, name: str, scope: str) -> Credentials:
-    result = app.test_cli_runner().invoke(args=["clients", "create", name, "--scope", scope])
-    assert result.exit_code == 0, result.output
-    client_id = re.search(r"^client_id: (\S+)$", result.output, re.MULTILINE)
-    secret = re.search(r"^client_secret: (\S+)$", result.output, re.MULTILINE)
-    assert client_id and secret, result.output
-    return Credentials(client_id.group(1), secret.group(1))
-
-
-def test_a_client_created_by_the_cli_gets_tokens(app, client):
-    creds = cli_create(app, "svc", "read write")
-    response = client_token(client, creds)
-    assert response.status_code == 200, response.json
-    assert response.json["scope"] == "read write"
-
-
-def test_a_deleted_client_loses_its_tokens_and_its_access(app, client, service):
-    doomed = cli_create(app, "doomed", "read write")
-    token = client_token(client, doomed).json["access_token"]
-    assert introspect(client, service, token).json["active"] is True
-
-    runner = app.test_cli_runner()
-    result = runner.invoke(args=["clients", "delete", doomed.client_id])
-    assert result.exit_code == 0, result.output
-
-    assert introspect(client, service, token).json == {"active": False}
-    assert_oauth_error(client_token(client, doomed), 401, "invalid_client")
-    response = client_token(client, doomed, "post")
-    assert_oauth_error(response, 401, "invalid_client")
-    # It cannot introspect or revoke either.
-    assert_oauth_error(introspect(client, doomed, token), 401, "invalid_client")
-    response = client.post(REVOKE, data={"token": token}, auth=doomed.basic)
-    assert_oauth_error(response, 401, "invalid_client")
-
-    listed = runner.invoke(args=["clients", "list"])
-    assert listed.exit_code == 0
-    assert doomed.client_id not in listed.output
-    assert service.client_id in listed.output
-    # Deleting twice is an error, not a silent success.
-    assert runner.invoke(args=["clients", "delete", doomed.client_id]).exit_code != 0
-
-
-def test_a_client_deleted_by_another_process_gets_nothing_usable_and_is_refused_soon(
-    make_app, app, client, service
-):
-    """Client rows are remembered per process for a few seconds (RecentClients): in that
-    window a client deleted elsewhere may still be issued a token, which nothing accepts."""
-    app.extensions["idp.services"].clients.ttl = 3.0
-    doomed = cli_create(app, "doomed-elsewhere", "read")
-    assert client_token(client, doomed).status_code == 200  # now remembered here
-
-    elsewhere = make_app()
-    result = elsewhere.test_cli_runner().invoke(args=["clients", "delete", doomed.client_id])
-    assert result.exit_code == 0, result.output
-
-    late = client_token(client, doomed)
-    assert late.status_code == 200  # inside the window
-    token = late.json["access_token"]
-    assert introspect(client, service, token).json == {"active": False}
-    assert introspect(elsewhere.test_client(), service, token).json == {"active": False}
-    time.sleep(3.1)
-    assert_oauth_error(client_token(client, doomed), 401, "invalid_client")
 
 
 @pytest.mark.parametrize("path", ["/oauth/token", "/oauth/introspect", "/oauth/revoke"])

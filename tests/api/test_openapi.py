@@ -21,7 +21,7 @@ from referencing.jsonschema import DRAFT202012
 
 from idp.clock import utcnow
 from idp.services.clients import create_client
-from tests.flows import API, PASSWORD, register_and_verify, settle, unique_email
+from tests.flows import API, API_CLIENT_ID, PASSWORD, register_and_verify, settle, unique_email
 
 DOCUMENT_PATH = "/api/v1/openapi.json"
 DOCUMENTED_PREFIXES = ("/api/", "/oauth/", "/.well-known/")
@@ -262,7 +262,7 @@ def oauth_journey(app: Flask, api: Caller, mailbox: Any) -> None:
     register_and_verify(api.client, mailbox, email)
     login = {"email": email, "password": PASSWORD}
     pair = api.post(f"{API}/login/", json=login).json["data"]
-    public = {"client_id": "idp-api"}
+    public = {"client_id": API_CLIENT_ID}
     refreshed = api.post(
         "/oauth/token",
         data={"grant_type": "refresh_token", "refresh_token": pair["refresh_token"], **public},

@@ -6,7 +6,6 @@ import atexit
 import contextlib
 import os
 import secrets
-import signal
 import socket
 import subprocess
 import sys
@@ -17,15 +16,14 @@ from pathlib import Path
 
 import psutil
 import psycopg
-import requests
 from psycopg import sql
 from sqlalchemy.engine import URL, make_url
 
 from tests.benchmarks.params import Argon2Params
+from tests.gunicorn_server import GunicornServer
 
 ROOT = Path(__file__).resolve().parents[2]
 STARTUP_TIMEOUT = 30.0
-STOP_TIMEOUT = 10.0
 # Idle: the server used less than this share of one core over one interval.
 IDLE_INTERVAL = 0.1
 IDLE_CPU_SHARE = 0.05
@@ -146,48 +144,28 @@ def flask_cli(env: dict[str, str], *commands: tuple[str, ...]) -> None:
         raise RuntimeError("\n".join(failures))
 
 
-class Gunicorn:
-    """`gunicorn -c gunicorn.conf.py wsgi:app` on 127.0.0.1, in a process group of its own."""
+class Gunicorn(GunicornServer):
+    """`gunicorn -c gunicorn.conf.py wsgi:app` on 127.0.0.1, in a process group of its own.
+
+    The worker count comes from the environment (WEB_CONCURRENCY, see production_env).
+    """
 
     def __init__(self, env: dict[str, str], port: int, workers: int, log_path: Path) -> None:
-        self.env = env
-        self.port = port
-        self.workers = workers
+        super().__init__(
+            env,
+            port,
+            workers=workers,
+            error_log=log_path,
+            args=("-c", "gunicorn.conf.py"),
+            startup_timeout=STARTUP_TIMEOUT,
+        )
         self.log_path = log_path
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        """Start the server; return once /healthz answers and every worker has booted."""
-        assert self.process is None, "already running"
-        command = [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "-c",
-            "gunicorn.conf.py",
-            "-b",
-            f"127.0.0.1:{self.port}",
-            # No control socket under $HOME shared with other servers.
-            "--no-control-socket",
-            "wsgi:app",
-        ]
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                command,
-                cwd=ROOT,
-                env=self.env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=log,
-                start_new_session=True,
-            )
+        """Start the server; return once every worker is ready, /healthz answers and all idle."""
         _running.add(self)
         try:
-            self._wait_until_healthy()
+            super().start()
             self.wait_until_idle()
         except BaseException:
             self.stop()
@@ -195,21 +173,8 @@ class Gunicorn:
 
     def stop(self) -> None:
         """Stop the master and every worker (the whole process group); safe to repeat."""
-        process, self.process = self.process, None
         _running.discard(self)
-        if process is None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=STOP_TIMEOUT)
-        # Workers that outlived their master would keep the port and the database busy.
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
+        super().stop()
 
     def master(self) -> psutil.Process:
         assert self.process is not None, "not running"
@@ -245,20 +210,6 @@ class Gunicorn:
 
     def log_tail(self, lines: int = 40) -> str:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-
-    def _wait_until_healthy(self) -> None:
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        while time.monotonic() < deadline:
-            assert self.process is not None
-            if self.process.poll() is not None:
-                raise RuntimeError(f"gunicorn exited during start-up:\n{self.log_tail()}")
-            try:
-                if requests.get(f"{self.url}/healthz", timeout=2).status_code == 200:
-                    return
-            except requests.RequestException:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError(f"gunicorn did not answer within {STARTUP_TIMEOUT}s:\n{self.log_tail()}")
 
     def wait_until_idle(self, timeout: float = STARTUP_TIMEOUT) -> None:
         """Wait until every worker exists and is idle: booted, its last request answered."""

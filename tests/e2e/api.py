@@ -10,9 +10,9 @@ from typing import Any
 import requests
 
 from tests.e2e.conftest import REQUEST_TIMEOUT, Gunicorn
+from tests.flows import PASSWORD
 
 API = "/api/v1/auth"
-PASSWORD = "Correct-Horse-7"
 _counter = itertools.count()
 
 

@@ -1,18 +1,16 @@
 """Real gunicorn processes for end-to-end tests, and ways to see which worker answered.
 
-Every server runs `gunicorn -w 2 wsgi:app` (the one beside the interpreter running the tests)
-from the project root in its own process group and is killed (the whole group) when its fixture
-ends. The access log records the worker pid of each request, so a test can check that *both*
+Every server runs `gunicorn -w 2 wsgi:app` through tests/gunicorn_server.py (the interpreter
+running the tests, the project root, a process group of its own killed whole when its fixture
+ends). The access log records the worker pid of each request, so a test can check that *both*
 workers gave the answer it expects.
 """
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import os
 import re
-import signal
 import socket
 import subprocess
 import sys
@@ -29,6 +27,7 @@ from sqlalchemy import delete
 
 from idp import create_app
 from idp.extensions import db
+from tests.gunicorn_server import GunicornError, GunicornServer
 from tests.support import SMTPServer, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -44,8 +43,8 @@ ACCESS_LOG_FORMAT = "%(p)s %(m)s %(U)s %(q)s %(s)s"
 _probe_ids = itertools.count()
 
 
-class Gunicorn:
-    """One gunicorn master with its workers, on 127.0.0.1."""
+class Gunicorn(GunicornServer):
+    """One gunicorn master with its workers, on 127.0.0.1, logging into `log_dir`."""
 
     def __init__(
         self,
@@ -55,93 +54,37 @@ class Gunicorn:
         workers: int = WORKERS,
         extra_args: tuple[str, ...] = (),
     ) -> None:
-        self.env = env
-        self.port = port
         self.log_dir = log_dir
-        self.workers = workers
         self.extra_args = tuple(extra_args)
-        self.error_log = log_dir / f"gunicorn-{port}-error.log"
-        self.access_log = log_dir / f"gunicorn-{port}-access.log"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        super().__init__(
+            env,
+            port,
+            workers=workers,
+            error_log=log_dir / f"gunicorn-{port}-error.log",
+            access_log=log_dir / f"gunicorn-{port}-access.log",
+            args=(
+                "-w",
+                str(workers),
+                *self.extra_args,
+                "--access-logformat",
+                ACCESS_LOG_FORMAT,
+                "--graceful-timeout",
+                "5",
+            ),
+            ready_path="/.well-known/openid-configuration",
+            startup_timeout=STARTUP_TIMEOUT,
+        )
 
     def start(self) -> None:
+        """Start with empty logs: what they hold is then this run's (pids, lines, requests)."""
         assert self.process is None, "already running"
+        assert self.access_log is not None
         self.error_log.write_text("")
         self.access_log.write_text("")
-        command = [
-            str(VENV_BIN / "gunicorn"),
-            "-w",
-            str(self.workers),
-            *self.extra_args,
-            "-b",
-            f"127.0.0.1:{self.port}",
-            "--access-logfile",
-            str(self.access_log),
-            "--access-logformat",
-            ACCESS_LOG_FORMAT,
-            # Each server of ours is separate: no shared control socket under $HOME.
-            "--no-control-socket",
-            "--graceful-timeout",
-            "5",
-            "wsgi:app",
-        ]
-        with self.error_log.open("ab") as stderr:
-            self.process = subprocess.Popen(
-                command,
-                cwd=ROOT,
-                env=self.env,
-                stdin=subprocess.DEVNULL,
-                stdout=stderr,
-                stderr=stderr,
-                start_new_session=True,
-            )
-        self._wait_until_ready()
-
-    def _wait_until_ready(self) -> None:
-        """Until every worker has loaded the app and the server answers.
-
-        One answer only shows that one worker is up: the others may still be importing the app,
-        and a test that then wants an answer from each would meet only the first.
-        """
-        assert self.process is not None
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                self.stop()
-                pytest.fail(f"gunicorn exited during start-up:\n{self.error_log.read_text()}")
-            if len(self.ready_pids()) < self.workers:
-                time.sleep(0.1)
-                continue
-            try:
-                response = requests.get(f"{self.url}/.well-known/openid-configuration", timeout=2)
-            except (requests.ConnectionError, requests.Timeout):
-                time.sleep(0.1)
-                continue
-            if response.status_code == 200:
-                return
-            time.sleep(0.1)
-        log = self.error_log.read_text()
-        self.stop()
-        pytest.fail(f"gunicorn did not answer within {STARTUP_TIMEOUT}s:\n{log}")
-
-    def stop(self) -> None:
-        process, self.process = self.process, None
-        if process is None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
         try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
-        # Workers that outlived their master would keep the port and the database busy.
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
+            super().start()
+        except GunicornError as exc:
+            pytest.fail(str(exc))
 
     def restart(self, **env: str) -> None:
         """Stop, then start again on the same port with some settings changed."""
@@ -168,10 +111,6 @@ class Gunicorn:
         test has its answer: reading the log at once races with it.
         """
         return _poll(self.error_log, lambda log: log if text in log else None, timeout, repr(text))
-
-    def ready_pids(self) -> set[str]:
-        """Pids of the workers that have loaded the app (gunicorn.conf.py says so per worker)."""
-        return set(re.findall(r"idp: worker (\d+) is ready", self.error_log.read_text()))
 
     def _hold_a_worker(self) -> socket.socket:
         """Open a connection that sends nothing: the sync worker that accepts it waits on it."""

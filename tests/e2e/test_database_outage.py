@@ -25,10 +25,11 @@ from flask_migrate import upgrade
 from idp import create_app
 from idp.database import bind_migrations
 from idp.extensions import db
-from tests.e2e.api import PASSWORD, unique_email
 from tests.e2e.api import Api as HttpApi
+from tests.e2e.api import unique_email
 from tests.e2e.conftest import Gunicorn, server_env
 from tests.e2e.private_postgres import PrivateCluster
+from tests.flows import PASSWORD
 from tests.support import SMTPServer, free_port
 
 pytestmark = pytest.mark.e2e

@@ -12,13 +12,14 @@ from typing import Any
 import jwt
 import pytest
 
-from tests.e2e.api import PASSWORD, Api, status_is, unique_email
+from tests.e2e.api import Api, status_is, unique_email
 from tests.e2e.conftest import (
     FRONTEND_URL,
     race,
     rotate_keys,
     spellings_of_one_new_address,
 )
+from tests.flows import PASSWORD
 from tests.support import Mailbox, ReceivedMail, free_port
 
 pytestmark = pytest.mark.e2e

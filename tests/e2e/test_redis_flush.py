@@ -23,9 +23,10 @@ import pytest
 import redis
 
 from tests.conftest import REDIS_URL
-from tests.e2e.api import PASSWORD, status_is, unique_email
 from tests.e2e.api import Api as HttpApi
+from tests.e2e.api import status_is, unique_email
 from tests.e2e.conftest import Gunicorn, server_env
+from tests.flows import PASSWORD
 from tests.support import Mailbox, SMTPServer, free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.redis]

@@ -19,7 +19,7 @@ import jwt
 import pytest
 
 from tests.conftest import ISSUER, REDIS_URL
-from tests.e2e.api import PASSWORD, Api, status_is, unique_email
+from tests.e2e.api import Api, status_is, unique_email
 from tests.e2e.conftest import (
     Gunicorn,
     race,
@@ -27,6 +27,7 @@ from tests.e2e.conftest import (
     server_env,
     spellings_of_one_new_address,
 )
+from tests.flows import PASSWORD
 from tests.support import Mailbox, SMTPServer, free_port
 
 pytestmark = [pytest.mark.e2e]

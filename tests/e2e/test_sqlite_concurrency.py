@@ -19,8 +19,9 @@ from typing import Any
 import pytest
 import requests
 
-from tests.e2e.api import API, PASSWORD, unique_email
+from tests.e2e.api import API, unique_email
 from tests.e2e.conftest import ROOT, VENV_BIN, Gunicorn, server_env
+from tests.flows import PASSWORD
 from tests.support import SMTPServer, free_port
 
 pytestmark = [pytest.mark.e2e]

@@ -12,8 +12,7 @@ import pytest
         "n" * 201,  # longer than the column
     ],
 )
-def test_a_client_name_that_could_forge_the_listing_or_not_fit_is_refused(app, name):
-    runner = app.test_cli_runner()
+def test_a_client_name_that_could_forge_the_listing_or_not_fit_is_refused(runner, name):
     result = runner.invoke(args=["clients", "create", name, "--scope", "read"])
     assert result.exit_code != 0
     assert "client_secret" not in result.output
@@ -22,18 +21,17 @@ def test_a_client_name_that_could_forge_the_listing_or_not_fit_is_refused(app, n
     assert listed.output == ""
 
 
-def test_an_ordinary_client_name_is_still_accepted(app):
-    result = app.test_cli_runner().invoke(args=["clients", "create", "Billing (prod) ü"])
+def test_an_ordinary_client_name_is_still_accepted(runner):
+    result = runner.invoke(args=["clients", "create", "Billing (prod) ü"])
     assert result.exit_code == 0, result.output
     assert "client_secret: " in result.output
 
 
-def test_client_ids_never_look_like_options_and_delete_takes_one_that_does(app):
+def test_client_ids_never_look_like_options_and_delete_takes_one_that_does(app, runner):
     from idp.clock import utcnow
     from idp.extensions import db
     from idp.services.clients import create_client
 
-    runner = app.test_cli_runner()
     with app.app_context():
         ids = [create_client(f"svc{n}", "read", utcnow()).client.client_id for n in range(20)]
         assert not any(client_id.startswith("-") for client_id in ids)

@@ -6,7 +6,7 @@ import secrets
 import uuid
 from datetime import datetime, timedelta
 
-from flask import Flask
+from flask.testing import FlaskCliRunner
 from sqlalchemy import func, select
 
 from idp.clock import utcnow
@@ -19,7 +19,7 @@ from idp.models import (
     RevokedAccessToken,
     User,
 )
-from tests.flows import API, logged_in_user, verify_token
+from tests.flows import API, API_CLIENT_ID, logged_in_user, verify_token
 
 DAY = timedelta(days=1)
 TABLES = {
@@ -66,7 +66,7 @@ def add_session(user: User, created: datetime, revoked: datetime | None = None) 
     session = RefreshSession(
         public_id=secrets.token_urlsafe(24),
         user=user,
-        client_id="idp-api",
+        client_id=API_CLIENT_ID,
         scope="profile email",
         created_at=created,
         revoked_at=revoked,
@@ -121,13 +121,13 @@ def counts() -> dict[str, int]:
     }
 
 
-def purge(app: Flask, *args: str) -> str:
-    result = app.test_cli_runner().invoke(args=["maintenance", "purge", *args])
+def purge(runner: FlaskCliRunner, *args: str) -> str:
+    result = runner.invoke(args=["maintenance", "purge", *args])
     assert result.exit_code == 0, result.output
     return result.output
 
 
-def test_purge_deletes_dead_rows_in_batches_and_keeps_live_ones(app):
+def test_purge_deletes_dead_rows_in_batches_and_keeps_live_ones(app, runner):
     now = utcnow()
     with app.app_context():
         user = add_user()
@@ -171,7 +171,7 @@ def test_purge_deletes_dead_rows_in_batches_and_keeps_live_ones(app):
         db.session.commit()
         before = counts()
 
-    output = purge(app, "--retention-days", "7", "--batch-size", "2")
+    output = purge(runner, "--retention-days", "7", "--batch-size", "2")
 
     assert output.splitlines() == [
         "revoked_access_tokens: 1 deleted",
@@ -197,7 +197,7 @@ def test_purge_deletes_dead_rows_in_batches_and_keeps_live_ones(app):
         assert db.session.get(User, user_id) is not None
 
     # Idempotent: a second run finds nothing more.
-    assert purge(app, "--retention-days", "7").splitlines() == [
+    assert purge(runner, "--retention-days", "7").splitlines() == [
         "revoked_access_tokens: 0 deleted",
         "one_time_tokens: 0 deleted",
         "refresh_tokens: 0 deleted",
@@ -206,7 +206,7 @@ def test_purge_deletes_dead_rows_in_batches_and_keeps_live_ones(app):
     ]
 
 
-def test_a_session_stays_while_an_access_token_minted_in_it_may_be_live(app):
+def test_a_session_stays_while_an_access_token_minted_in_it_may_be_live(app, runner):
     """A short refresh TTL can expire before the access token minted with it: its sid stays."""
     now = utcnow()
     with app.app_context():
@@ -218,7 +218,7 @@ def test_a_session_stays_while_an_access_token_minted_in_it_may_be_live(app):
         recent_id = recent.id
         db.session.commit()
 
-    output = purge(app, "--retention-days", "0")
+    output = purge(runner, "--retention-days", "0")
 
     assert "refresh_tokens: 1 deleted" in output
     assert "refresh_sessions: 1 deleted" in output
@@ -227,7 +227,7 @@ def test_a_session_stays_while_an_access_token_minted_in_it_may_be_live(app):
         assert list(db.session.scalars(select(RefreshSession.id))) == [recent_id]
 
 
-def test_reuse_detection_and_the_denylist_survive_a_purge(client, mailbox):
+def test_reuse_detection_and_the_denylist_survive_a_purge(client, runner, mailbox):
     user = logged_in_user(client, mailbox)
     rotated = client.post(f"{API}/token/refresh/", json={"refresh_token": user.refresh_token})
     assert rotated.status_code == 200
@@ -236,7 +236,7 @@ def test_reuse_detection_and_the_denylist_survive_a_purge(client, mailbox):
     logged_out = client.post(f"{API}/logout/", headers=other.auth)
     assert logged_out.status_code == 200
 
-    purge(client.application, "--retention-days", "0")
+    purge(runner, "--retention-days", "0")
 
     # The spent token is still known: presenting it again is reuse and ends the session.
     replay = client.post(f"{API}/token/refresh/", json={"refresh_token": user.refresh_token})
@@ -250,8 +250,7 @@ def test_reuse_detection_and_the_denylist_survive_a_purge(client, mailbox):
     assert verify_token(client, other.token).status_code == 401
 
 
-def test_purge_refuses_nonsense_options(app):
-    runner = app.test_cli_runner()
+def test_purge_refuses_nonsense_options(runner):
     for args in (["--retention-days", "-1"], ["--batch-size", "0"]):
         result = runner.invoke(args=["maintenance", "purge", *args])
         assert result.exit_code != 0
