@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 from flask.cli import AppGroup
 
+from idp import transaction
 from idp.cli.arguments import KID_ARGUMENT
 from idp.clock import utcnow
 from idp.services import clients as client_service
@@ -22,6 +23,7 @@ def clients_create(name: str, scope: str) -> None:
         created = client_service.create_client(name, scope, utcnow())
     except client_service.ClientCommandError as exc:
         raise click.ClickException(str(exc)) from exc
+    transaction.commit()
     click.echo(f"client_id: {created.client.client_id}")
     click.echo(f"client_secret: {created.client_secret}")
     click.echo(
@@ -45,5 +47,6 @@ def clients_delete(client_id: str) -> None:
         client_service.delete_client(client_id, utcnow())
     except client_service.ClientCommandError as exc:
         raise click.ClickException(str(exc)) from exc
+    transaction.commit()
     get_services().clients.forget(client_id)
     click.echo(f"client {client_id} deleted")

@@ -16,6 +16,7 @@ from idp.database import read_one
 from idp.extensions import db
 from idp.models import OAuthClient
 from idp.services.secret_tokens import digest, digest_matches, new_secret
+from idp.transaction import after_commit
 
 CONFIDENTIAL_GRANTS = frozenset({"client_credentials"})
 NAME_MAX = 200  # the columns' lengths (PostgreSQL refuses longer values)
@@ -60,8 +61,10 @@ def create_client(name: str, scope: str, now: datetime) -> CreatedClient:
         created_at=now,
     )
     db.session.add(client)
-    db.session.commit()
-    audit.record("client.created", "success", client_id=client.client_id, scope=client.scope)
+    db.session.flush()
+    after_commit(
+        audit.record, "client.created", "success", client_id=client.client_id, scope=client.scope
+    )
     return CreatedClient(client, secret)
 
 
@@ -152,5 +155,5 @@ def delete_client(client_id: str, now: datetime) -> None:
     if client is None:
         raise ClientCommandError(f"no client with id {client_id}")
     client.deleted_at = now
-    db.session.commit()
-    audit.record("client.deleted", "success", client_id=client_id)
+    db.session.flush()
+    after_commit(audit.record, "client.deleted", "success", client_id=client_id)

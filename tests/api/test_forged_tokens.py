@@ -36,6 +36,7 @@ from flask.testing import FlaskClient
 from joserfc.jwk import RSAKey
 from sqlalchemy import event
 
+from idp import transaction
 from idp.extensions import db
 from tests.conftest import ISSUER
 from tests.flows import API, API_CLIENT_ID, LoggedIn, logged_in_user, verify_token
@@ -811,6 +812,7 @@ def test_a_client_credentials_token_needs_a_user(app, client, sql_spy):
 
     with app.app_context():
         created = create_client("resource-server", "read", utcnow())
+        transaction.commit()  # the caller owns the commit (a CLI command does)
         client_id, secret = created.client.client_id, created.client_secret
     issued = client.post(
         "/oauth/token",

@@ -4,6 +4,7 @@ import io
 
 import pytest
 
+from idp import transaction
 from tests.flows import API
 
 # What gunicorn hands the application for `Transfer-Encoding: chunked`: no Content-Length, a
@@ -112,6 +113,7 @@ def test_two_client_authentication_methods_in_one_request_are_refused(app, clien
 
     with app.app_context():
         first, second = (create_client(name, "read", utcnow()) for name in ("one", "two"))
+        transaction.commit()  # the caller owns the commit (a CLI command does)
         basic = (first.client.client_id, first.client_secret)
         form = {
             "grant_type": "client_credentials",

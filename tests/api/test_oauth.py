@@ -21,6 +21,7 @@ from flask.testing import FlaskClient
 from joserfc import jwt as joserfc_jwt
 from werkzeug.datastructures import MultiDict
 
+from idp import transaction
 from idp.clock import utcnow
 from idp.services.clients import create_client
 from tests.conftest import ISSUER
@@ -49,6 +50,7 @@ class Credentials:
 def new_client(app: Flask, name: str = "svc", scope: str = "read write") -> Credentials:
     with app.app_context():
         created = create_client(name, scope, utcnow())
+        transaction.commit()  # the caller owns the commit (a CLI command does)
         return Credentials(created.client.client_id, created.client_secret)
 
 

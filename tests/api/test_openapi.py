@@ -19,6 +19,7 @@ from openapi_spec_validator import validate as validate_openapi
 from referencing import Registry
 from referencing.jsonschema import DRAFT202012
 
+from idp import transaction
 from idp.clock import utcnow
 from idp.services.clients import create_client
 from tests.flows import API, API_CLIENT_ID, PASSWORD, register_and_verify, settle, unique_email
@@ -250,6 +251,7 @@ def oauth_journey(app: Flask, api: Caller, mailbox: Any) -> None:
     """Tokens for a confidential client and the public one; introspection and revocation."""
     with app.app_context():
         created = create_client("svc", "read write", utcnow())
+        transaction.commit()  # the caller owns the commit (a CLI command does)
         basic = (created.client.client_id, created.client_secret)
     bad_basic = (created.client.client_id, "nope")
 

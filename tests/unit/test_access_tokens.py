@@ -132,10 +132,12 @@ def test_issue_to_client_records_token_issued_and_verifies_while_the_client_live
     with app.app_context():
         service = get_services().access_tokens
         client_id = create_client("reports", "read", NOW).client.client_id
+        transaction.commit()  # the caller owns the commit (a CLI command does)
         issued = service.issue_to_client(client_id, "read", NOW)
         access = service.verify(issued.token, NOW)
         assert (access.user, access.scopes) == (None, {"read"})
         delete_client(client_id, NOW)
+        transaction.commit()
         with pytest.raises(InvalidAccessToken):
             service.verify(issued.token, NOW)
     lines = [json.loads(line) for line in audit_output.getvalue().splitlines()]

@@ -7,6 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from idp import transaction
 from idp.services import clients
 from idp.services.clients import (
     ClientCommandError,
@@ -46,6 +47,7 @@ def test_create_client_refuses_what_cannot_exist_and_stores_nothing(app, name, s
 def test_create_client_stores_a_digest_and_hands_the_secret_out_once(app, audit_output):
     with app.app_context():
         created = create_client("  Reports  ", "read write read", NOW)
+        transaction.commit()
         (stored,) = list_clients()
     assert stored.client_id == created.client.client_id
     assert len(stored.client_id) == 32 and int(stored.client_id, 16) >= 0  # hex: never "-..."
@@ -86,6 +88,7 @@ def test_check_client_secret_matches_only_the_right_string_and_audits_a_failure(
 ):
     with app.app_context():
         created = create_client("Reports", "read", NOW)
+        transaction.commit()
         client_id = created.client.client_id
         row = find_client(client_id) if known_client else None
         presented = created.client_secret if secret == "right" else secret
@@ -108,7 +111,9 @@ def test_an_implausible_client_id_finds_nothing_and_raises_no_database_error(app
 def test_a_deleted_client_is_gone_for_good(app):
     with app.app_context():
         client_id = create_client("Reports", "read", NOW).client.client_id
+        transaction.commit()
         delete_client(client_id, NOW)
+        transaction.commit()
         assert find_client(client_id) is None
         assert list_clients() == []
         with pytest.raises(ClientCommandError, match="no client"):
@@ -126,9 +131,11 @@ def clock(monkeypatch):
 def test_recent_clients_remember_a_client_for_their_ttl(app, clock):
     with app.app_context():
         client_id = create_client("Reports", "read", NOW).client.client_id
+        transaction.commit()
         recent = RecentClients(ttl=5.0)
         assert recent.find(client_id).client_id == client_id
         delete_client(client_id, NOW)
+        transaction.commit()
         clock[0] += 4.9
         assert recent.find(client_id).client_id == client_id  # remembered, by design
         clock[0] += 0.2
@@ -138,9 +145,11 @@ def test_recent_clients_remember_a_client_for_their_ttl(app, clock):
 def test_forget_drops_a_client_at_once(app, clock):
     with app.app_context():
         client_id = create_client("Reports", "read", NOW).client.client_id
+        transaction.commit()
         recent = RecentClients(ttl=5.0)
         assert recent.find(client_id) is not None
         delete_client(client_id, NOW)
+        transaction.commit()
         recent.forget(client_id)
         assert recent.find(client_id) is None
         recent.forget("never-seen")  # forgetting the unknown is harmless
@@ -151,7 +160,9 @@ def test_an_unknown_id_is_not_remembered_and_a_zero_ttl_remembers_nothing(app, c
         recent, forgetful = RecentClients(ttl=5.0), RecentClients(ttl=0)
         assert recent.find("0" * 32) is None
         client_id = create_client("Reports", "read", NOW).client.client_id
+        transaction.commit()
         assert recent.find(client_id) is not None  # a miss was not cached
         assert forgetful.find(client_id) is not None
         delete_client(client_id, NOW)
+        transaction.commit()
         assert forgetful.find(client_id) is None
