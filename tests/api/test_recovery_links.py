@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -186,59 +187,57 @@ def test_racing_resolvers_never_mail_past_the_cap(make_app, mailbox):
     assert 1 <= len(sent) == len(subjects(mailbox, victim, RESET[1])) <= CAP
 
 
-def test_a_link_keeps_working_while_its_replacement_is_undelivered(make_app, mailbox):
+@dataclass
+class HeldLink:
+    """A victim holding a reset link, and a newer reset asked for while SMTP was down."""
+
+    up: Flask
+    client: Any
+    victim: str
+    held: str
+    down: Flask
+
+
+def held_link_and_an_undelivered_reset(make_app: Any, mailbox: Any, **down: Any) -> HeldLink:
     up = make_app()
     client = up.test_client()
     victim = unique_email("victim")
     register_and_verify(client, mailbox, victim)
     client.post(f"{API}/password-reset/", json={"email": victim})
     held = mailbox.wait_for(victim, 2)[-1].token
+    smtp_is_down = smtp_down(make_app, **down)
+    smtp_is_down.test_client().post(f"{API}/password-reset/", json={"email": victim})
+    settle(smtp_is_down.test_client())
+    return HeldLink(up, client, victim, held, smtp_is_down)
 
-    # A newer reset is asked for while SMTP is down: its mail waits, unsent.
-    down = smtp_down(make_app)
-    down.test_client().post(f"{API}/password-reset/", json={"email": victim})
-    settle(down.test_client())
-    (waiting,) = outbox(down, status="pending")
-    assert use(client, RESET[0], held).status_code == 200  # the held link still works
+
+def test_a_link_keeps_working_while_its_replacement_is_undelivered(make_app, mailbox):
+    case = held_link_and_an_undelivered_reset(make_app, mailbox)
+    (waiting,) = outbox(case.down, status="pending")
+    assert use(case.client, RESET[0], case.held).status_code == 200  # the held link works
 
     # Using it spent the waiting mail's link too: once SMTP is back that mail is not sent.
-    back_off_elapses(up)
-    assert send_pending(up) == "1 dropped\n"
-    assert only(outbox(up, id=waiting.id)).last_error == "superseded"
-    assert len(mailbox.to(victim)) == 2
-    assert login(client, victim, NEW_PASSWORD).status_code == 200
+    back_off_elapses(case.up)
+    assert send_pending(case.up) == "1 dropped\n"
+    assert only(outbox(case.up, id=waiting.id)).last_error == "superseded"
+    assert len(mailbox.to(case.victim)) == 2
+    assert login(case.client, case.victim, NEW_PASSWORD).status_code == 200
 
 
 def test_a_link_dies_once_its_replacement_is_handed_to_smtp(make_app, mailbox):
-    up = make_app()
-    client = up.test_client()
-    victim = unique_email("victim")
-    register_and_verify(client, mailbox, victim)
-    client.post(f"{API}/password-reset/", json={"email": victim})
-    held = mailbox.wait_for(victim, 2)[-1].token
-
-    down = smtp_down(make_app)
-    down.test_client().post(f"{API}/password-reset/", json={"email": victim})
-    settle(down.test_client())
-    back_off_elapses(up)
-    assert send_pending(up) == "1 sent\n"
-    newest = mailbox.wait_for(victim, 3)[-1].token
-    assert use(client, RESET[0], held).status_code == 400
-    assert use(client, RESET[0], newest).status_code == 200
+    case = held_link_and_an_undelivered_reset(make_app, mailbox)
+    back_off_elapses(case.up)
+    assert send_pending(case.up) == "1 sent\n"
+    newest = mailbox.wait_for(case.victim, 3)[-1].token
+    assert use(case.client, RESET[0], case.held).status_code == 400
+    assert use(case.client, RESET[0], newest).status_code == 200
 
 
 def test_a_mail_that_never_gets_through_leaves_the_held_link_working(make_app, mailbox):
-    up = make_app()
-    client = up.test_client()
-    victim = unique_email("victim")
-    register_and_verify(client, mailbox, victim)
-    client.post(f"{API}/password-reset/", json={"email": victim})
-    held = mailbox.wait_for(victim, 2)[-1].token
-    down = smtp_down(make_app, IDP_MAIL_MAX_ATTEMPTS=1)
-    down.test_client().post(f"{API}/password-reset/", json={"email": victim})
-    settle(down.test_client())
-    assert [row.status for row in outbox(down, message="password_reset")] == ["sent", "dead"]
-    assert use(client, RESET[0], held).status_code == 200
+    case = held_link_and_an_undelivered_reset(make_app, mailbox, IDP_MAIL_MAX_ATTEMPTS=1)
+    statuses = [row.status for row in outbox(case.down, message="password_reset")]
+    assert statuses == ["sent", "dead"]
+    assert use(case.client, RESET[0], case.held).status_code == 200
 
 
 def only(rows: list[OutboxMail]) -> OutboxMail:
