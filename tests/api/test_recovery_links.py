@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -147,7 +148,8 @@ def test_every_spelling_of_an_address_shares_one_budget(make_app, mailbox):
 def test_racing_resolvers_never_mail_past_the_cap(make_app, mailbox):
     # Two apps are two instances; their counters are shared through Redis when it is there,
     # through one process's memory otherwise (then one app stands for both).
-    shared = {"IDP_RATELIMIT_PREFIX": f"cap-race-{unique_email('p')}"}
+    # Unique per run: Redis outlives a run, and a reused prefix would inherit its counters.
+    shared = {"IDP_RATELIMIT_PREFIX": f"cap-race-{uuid.uuid4().hex}"}
     first = capped_app(make_app, **shared)
     second = capped_app(make_app, **shared) if REDIS_URL else first
     victim = unique_email("victim")
