@@ -89,7 +89,13 @@ def _end_transaction(response: Response) -> Response:
     after-commit hooks run) before it is sent. A failed one's are rolled back at teardown; a
     service that must keep something from a failed request commits it itself."""
     if response.status_code < 400 and db.session.registry.has() and db.session().in_transaction():
-        transaction.commit()
+        try:
+            transaction.commit()
+        except Exception as error:
+            # Raised here, it would reach Flask as an unhandled error (a bare 500 with a
+            # traceback in the log); answered like any error of the request instead: a lost
+            # database is a 503 with Retry-After, anything else the 500 envelope.
+            return _handle_unexpected(error)
     return response
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flask import Blueprint
+from sqlalchemy import exc as sa_exc
 from sqlalchemy import select
 
 from idp import transaction
@@ -69,3 +70,33 @@ def test_a_request_commits_a_successful_answers_changes_and_drops_a_failed_ones(
     assert client.post(f"/probe/{dropped}/400").status_code == 400
     assert exists(app, kept) and not exists(app, dropped)
     assert ran == [kept]
+
+
+def test_a_commit_that_fails_after_the_view_is_answered_like_any_error(make_app, monkeypatch):
+    app = make_app()
+    probe = Blueprint("probe", __name__)
+
+    @probe.post("/probe/<email>")
+    def stage(email: str) -> tuple[str, int]:
+        db.session.add(a_user(email))
+        db.session.flush()
+        return "", 201
+
+    app.register_blueprint(probe)
+    client = app.test_client()
+
+    def pool_exhausted() -> None:
+        raise sa_exc.TimeoutError("QueuePool limit reached")  # the database cannot be reached
+
+    monkeypatch.setattr(transaction, "commit", pool_exhausted)
+    lost = client.post(f"/probe/{unique_email()}")
+    assert lost.status_code == 503 and "Retry-After" in lost.headers
+
+    def a_bug() -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(transaction, "commit", a_bug)
+    broken = client.post(f"/probe/{unique_email()}")
+    assert broken.status_code == 500
+    assert broken.json["error"] == "server_error"  # the default surface's shape
+    assert "boom" not in broken.get_data(as_text=True)
