@@ -517,10 +517,12 @@ def test_the_per_address_mail_limit_drops_the_third_reset_silently(make_app, mai
     )
     client = limited.test_client()
     # Every spelling of the address counts against the same limit.
-    answers = [request_reset(client, spelling) for spelling in (email, email.upper(), email)]
+    answers = []
+    for spelling in (email, email.upper(), email):
+        answers.append(request_reset(client, spelling))
+        settle(client)  # one at a time: two in flight together may leave one superseded
     assert {a.status_code for a in answers} == {200}
     assert all(a.json == answers[0].json for a in answers)
-    settle(client)
 
     rows = outbox(limited, message="password_reset")
     assert sorted(row.status for row in rows) == ["dropped", "sent", "sent"]

@@ -141,7 +141,7 @@ def test_every_spelling_of_an_address_shares_one_budget(make_app, mailbox):
     spellings = [victim, victim.upper(), victim.lower(), f" {victim} ", victim.swapcase()]
     for source, spelling in enumerate(spellings):
         assert ask(client, RESET[0], spelling, source).status_code == 200
-    settle(client)
+        settle(client)  # one at a time: two in flight together may leave one superseded
     assert len(subjects(mailbox, victim, RESET[1])) == CAP
 
 
@@ -256,11 +256,13 @@ def test_a_capped_request_is_audited_as_denied(make_app, mailbox, audit_output):
         ask(client, RESET[0], victim, source)
     settle(client)
     events = [
-        (e["outcome"], e.get("reason"))
+        (e["outcome"], e.get("reason") or "")
         for e in map(json.loads, audit_output.getvalue().splitlines())
         if e["event"] == "password_reset.requested"
     ]
-    assert events == [("success", None), ("denied", "throttled")]
+    # Resolved side by side, either may take the one slot, and a refusal is recorded at once
+    # while a success waits for its commit: the order is not fixed, the pair is.
+    assert sorted(events) == [("denied", "throttled"), ("success", "")]
     assert PASSWORD not in audit_output.getvalue()
 
 

@@ -248,8 +248,12 @@ def test_two_links_of_one_account_used_at_once_give_one_success(server, smtp, fl
             bodies = [{"token": t, "new_password": NEW_PASSWORD} for t in (first, second)]
         results = race([lambda b=body: api.post(flow, b) for body in bodies])
         statuses = [getattr(r, "status_code", repr(r)) for r in results]
-        assert statuses == [400, 200], [getattr(r, "text", r) for r in results]
-        assert results[0].json()["code"] == "invalid_token"
+        # The older link dies when the newer mail's hand-over commits, a moment after the mail
+        # arrives; raced that soon, either link may be the one that wins. Exactly one does, and
+        # the other is refused cleanly (the older link's death is tested in tests/api).
+        assert sorted(statuses) == [200, 400], [getattr(r, "text", r) for r in results]
+        refused = results[statuses.index(400)]
+        assert refused.json()["code"] == "invalid_token"
     assert "Traceback" not in server.error_log.read_text()
 
 
