@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Sequence
 
 from flask import Flask, Response, current_app, g, request
 from flask_cors import CORS
@@ -26,7 +25,8 @@ from idp.errors import (
 )
 from idp.extensions import db
 from idp.http.middleware import BoundUnsizedBody, NormalizeAPIPath, NoSessions
-from idp.http.surfaces import EXTENSION_KEY, Surface, current_surface, register, registered_surfaces
+from idp.http.surfaces import EXTENSION_KEY, Surface, current_surface, registered_surfaces
+from idp.http.surfaces import register as register_surfaces
 from idp.rate_limits import seconds_until_reset
 
 # The name the operators' log filters know (and the tests look for).
@@ -41,11 +41,6 @@ _HTTP_TO_ERROR: dict[int, type[IdPError]] = {
 }
 
 
-def register_surfaces(app: Flask, surfaces: Sequence[Surface]) -> None:
-    """Register the surfaces' blueprints; their policies apply once init_app has run."""
-    register(app, surfaces)
-
-
 def init_app(app: Flask) -> None:
     """Attach path folding, request ids, CORS, the surfaces' headers and the error handlers."""
     app.session_interface = NoSessions()
@@ -54,7 +49,7 @@ def init_app(app: Flask) -> None:
         app.wsgi_app, app.config["MAX_CONTENT_LENGTH"]
     )
     settings = app.config["IDP"]
-    cors_prefixes = _cors_prefixes(app)
+    cors_prefixes = app.extensions[EXTENSION_KEY].cors_prefixes  # from register_surfaces
     origins = settings.cors_origins
     # Bearer tokens from browsers on these origins only; no cookies, so no credentials mode.
     # Discovery and JWKS set their own wildcard (idp.oauth.views).
@@ -78,10 +73,6 @@ def init_app(app: Flask) -> None:
     app.register_error_handler(IdPError, _handle_idp_error)
     app.register_error_handler(HTTPException, _handle_http_exception)
     app.register_error_handler(Exception, _handle_unexpected)
-
-
-def _cors_prefixes(app: Flask) -> tuple[str, ...]:
-    return app.extensions[EXTENSION_KEY].cors_prefixes
 
 
 def _end_transaction(response: Response) -> Response:
