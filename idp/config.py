@@ -33,6 +33,15 @@ def _int(value: str) -> int:
     return int(value.strip())
 
 
+def _rate_limit(value: str) -> str:
+    """A limit in flask-limiter's notation ("5 per minute"), checked, kept as written."""
+    try:
+        parse_many(value)
+    except ValueError as exc:
+        raise ValueError(f"not a rate limit ({exc})") from exc
+    return value
+
+
 DEVELOPMENT = "development"
 PRODUCTION = "production"
 ENVIRONMENTS = (DEVELOPMENT, PRODUCTION)
@@ -103,29 +112,17 @@ class Settings:
     argon2_max_concurrent: int = _setting(_int, 2, (1, 64))
     log_level: str = _setting(str, "INFO")
     ratelimit_enabled: bool = _setting(_bool, True)
-    ratelimit_auth: str = _setting(str, "5 per minute")
-    ratelimit_session: str = _setting(str, "30 per minute")
-    ratelimit_verify: str = _setting(str, "300 per minute")
-    ratelimit_oauth: str = _setting(str, "300 per minute")
-    login_failures_per_account: str = _setting(str, "100 per hour")
-    login_failures_per_source: str = _setting(str, "10 per 15 minutes")
-    mails_per_address: str = _setting(str, "5 per hour")
+    ratelimit_auth: str = _setting(_rate_limit, "5 per minute")
+    ratelimit_session: str = _setting(_rate_limit, "30 per minute")
+    ratelimit_verify: str = _setting(_rate_limit, "300 per minute")
+    ratelimit_oauth: str = _setting(_rate_limit, "300 per minute")
+    login_failures_per_account: str = _setting(_rate_limit, "100 per hour")
+    login_failures_per_source: str = _setting(_rate_limit, "10 per 15 minutes")
+    mails_per_address: str = _setting(_rate_limit, "5 per hour")
     ratelimit_prefix: str = _setting(str, "idp")
     cors_origins: tuple[str, ...] = _setting(str, ())
     registration_privacy: bool = _setting(_bool, False)
     allow_memory_ratelimit: bool = _setting(_bool, False)
-
-
-# The settings that are rate limits in flask-limiter's notation ("5 per minute").
-RATE_LIMIT_SETTINGS = (
-    "ratelimit_auth",
-    "ratelimit_session",
-    "ratelimit_verify",
-    "ratelimit_oauth",
-    "login_failures_per_account",
-    "login_failures_per_source",
-    "mails_per_address",
-)
 
 
 def env_name(name: str) -> str:
@@ -178,11 +175,6 @@ def load_settings(
     values["frontend_url"] = (values["frontend_url"] or issuer).rstrip("/")
     values["keys_dir"] = str(Path(values["keys_dir"]).resolve())
     values["cors_origins"] = _origins(values["cors_origins"])
-    for name in RATE_LIMIT_SETTINGS:
-        try:
-            parse_many(values[name])
-        except ValueError as exc:
-            raise ConfigurationError(f"{env_name(name)}: not a rate limit ({exc})") from exc
     if values["env"] == PRODUCTION:
         # Before any development default (the generated secret) can fill a gap.
         _refuse_unsafe_production(values)

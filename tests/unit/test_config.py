@@ -40,6 +40,8 @@ def test_environment_is_read(tmp_path):
         {"IDP_MAIL_USE_TLS": "maybe"},
         {"IDP_ISSUER": "idp.example.com"},
         {"IDP_REFRESH_REUSE_GRACE": "-1"},
+        {"IDP_MAILS_PER_ADDRESS": "five a day"},
+        {"IDP_LOGIN_FAILURES_PER_SOURCE": "10 per fortnight"},
         {"IDP_IPV6_PREFIX_LENGTH": "16"},  # a /16 would put whole providers in one budget
         {"IDP_IPV6_PREFIX_LENGTH": "129"},
     ],
