@@ -17,6 +17,15 @@ AUTH_ENDPOINTS = [
 ]
 
 
+WRONG = "Wrong-Pass-1"
+
+
+def login_from(client, source, email, password=WRONG):
+    """A login from `source`, as the trusted proxy in front of idp says (X-Forwarded-For)."""
+    body = {"email": email, "password": password}
+    return client.post(f"{API}/login/", json=body, headers={"X-Forwarded-For": source})
+
+
 def assert_rate_limited(response, window=60):
     assert response.status_code == 429
     assert response.json == {
@@ -101,9 +110,7 @@ def test_an_account_under_attack_answers_strangers_429_and_still_lets_its_owner_
     stranger = unique_email()
 
     def attempt(n, address, password):
-        headers = {"X-Forwarded-For": f"198.51.{n // 250}.{n % 250}"}
-        body = {"email": address, "password": password}
-        return client.post(f"{API}/login/", json=body, headers=headers)
+        return login_from(client, f"198.51.{n // 250}.{n % 250}", address, password)
 
     for n in range(3):
         assert attempt(n, email.upper(), "Wrong-Pass-1").status_code == 401
@@ -133,40 +140,29 @@ def test_the_owner_signs_in_while_strangers_hammer_the_account(make_app, mailbox
     ).test_client()
     email = unique_email()
     register_and_verify(client, mailbox, email)
-    body = {"email": email, "password": "Wrong-Pass-1"}
     statuses = []
     for n in range(30):  # thirty strangers, one guess each, interleaved with the owner
-        headers = {"X-Forwarded-For": f"203.0.113.{n}"}
-        statuses.append(client.post(f"{API}/login/", json=body, headers=headers).status_code)
+        statuses.append(login_from(client, f"203.0.113.{n}", email).status_code)
         if n % 10 == 9:
-            owner = {"X-Forwarded-For": "198.51.100.77"}
-            mine = client.post(
-                f"{API}/login/", json={"email": email, "password": PASSWORD}, headers=owner
-            )
+            mine = login_from(client, "198.51.100.77", email, PASSWORD)
             assert mine.status_code == 200, mine.json
     assert statuses == [401] * 5 + [429] * 25
 
 
 def test_one_ipv6_network_is_one_client_for_route_limits(make_app):
     client = make_app(IDP_TRUSTED_PROXIES=1, **LIMITED).test_client()
-    body = {"email": "x@example.com", "password": "Wrong-Pass-1"}
     for n in range(5):  # five addresses of one /64
-        headers = {"X-Forwarded-For": f"2001:db8:1:2::{n + 1:x}"}
-        assert client.post(f"{API}/login/", json=body, headers=headers).status_code == 401
-    sixth = {"X-Forwarded-For": "2001:db8:1:2:ffff:ffff:ffff:fffe"}
-    assert_rate_limited(client.post(f"{API}/login/", json=body, headers=sixth))
-    next_network = {"X-Forwarded-For": "2001:db8:1:3::1"}
-    assert client.post(f"{API}/login/", json=body, headers=next_network).status_code == 401
+        assert login_from(client, f"2001:db8:1:2::{n + 1:x}", "x@example.com").status_code == 401
+    assert_rate_limited(login_from(client, "2001:db8:1:2:ffff:ffff:ffff:fffe", "x@example.com"))
+    assert login_from(client, "2001:db8:1:3::1", "x@example.com").status_code == 401
 
 
 def test_the_ipv6_prefix_length_is_a_setting(make_app):
     client = make_app(IDP_TRUSTED_PROXIES=1, IDP_IPV6_PREFIX_LENGTH=128, **LIMITED).test_client()
-    body = {"email": "x@example.com", "password": "Wrong-Pass-1"}
     for _ in range(5):
-        headers = {"X-Forwarded-For": "2001:db8::1"}
-        assert client.post(f"{API}/login/", json=body, headers=headers).status_code == 401
-    headers = {"X-Forwarded-For": "2001:db8::2"}  # another /128: its own budget
-    assert client.post(f"{API}/login/", json=body, headers=headers).status_code == 401
+        assert login_from(client, "2001:db8::1", "x@example.com").status_code == 401
+    # Another /128: its own budget.
+    assert login_from(client, "2001:db8::2", "x@example.com").status_code == 401
 
 
 def test_failed_logins_from_one_ipv6_network_share_one_source_budget(make_app, mailbox):
@@ -175,16 +171,11 @@ def test_failed_logins_from_one_ipv6_network_share_one_source_budget(make_app, m
     ).test_client()
     email = unique_email()
     register_and_verify(client, mailbox, email)
-    body = {"email": email, "password": "Wrong-Pass-1"}
     for n in range(3):  # three addresses of one /64, one guess each (under the route limit)
-        headers = {"X-Forwarded-For": f"2001:db8:aa:bb::{n + 1:x}"}
-        assert client.post(f"{API}/login/", json=body, headers=headers).status_code == 401
-    same_network = {"X-Forwarded-For": "2001:db8:aa:bb::99"}
-    right = {"email": email, "password": PASSWORD}
-    refused = client.post(f"{API}/login/", json=right, headers=same_network)
+        assert login_from(client, f"2001:db8:aa:bb::{n + 1:x}", email).status_code == 401
+    refused = login_from(client, "2001:db8:aa:bb::99", email, PASSWORD)  # the same /64
     assert_rate_limited(refused, window=15 * 60)
-    elsewhere = {"X-Forwarded-For": "2001:db8:aa:cc::1"}
-    assert client.post(f"{API}/login/", json=right, headers=elsewhere).status_code == 200
+    assert login_from(client, "2001:db8:aa:cc::1", email, PASSWORD).status_code == 200
 
 
 def test_one_address_guessing_one_account_is_stopped_without_locking_the_owner_out(
@@ -200,8 +191,7 @@ def test_one_address_guessing_one_account_is_stopped_without_locking_the_owner_o
     stranger = unique_email()
 
     def attempt(address, password, source):
-        body = {"email": address, "password": password}
-        return client.post(f"{API}/login/", json=body, headers={"X-Forwarded-For": source})
+        return login_from(client, source, address, password)
 
     # (Each address stays under the per-address route limit of 5 per minute.)
     for _ in range(3):
@@ -295,9 +285,8 @@ def test_under_attack_one_ipv6_site_shares_one_budget_and_the_owner_elsewhere_si
     email = unique_email()
     register_and_verify(client, mailbox, email)
 
-    def attempt(source, password=None):
-        body = {"email": email, "password": password or "Wrong-Pass-1"}
-        return client.post(f"{API}/login/", json=body, headers={"X-Forwarded-For": source})
+    def attempt(source, password=WRONG):
+        return login_from(client, source, email, password)
 
     for n in range(2):  # fill the account's wall
         assert attempt(f"198.51.100.{n}").status_code == 401
@@ -312,13 +301,10 @@ def test_under_attack_one_ipv6_site_shares_one_budget_and_the_owner_elsewhere_si
 
 def test_a_port_in_forwarded_for_buys_no_fresh_budget(make_app):
     client = make_app(IDP_TRUSTED_PROXIES=1, **LIMITED).test_client()
-    body = {"email": "x@example.com", "password": "Wrong-Pass-1"}
     for port in range(40000, 40005):
-        headers = {"X-Forwarded-For": f"203.0.113.5:{port}"}
-        assert client.post(f"{API}/login/", json=body, headers=headers).status_code == 401
+        assert login_from(client, f"203.0.113.5:{port}", "x@example.com").status_code == 401
     for spelling in ("203.0.113.5:41000", "203.0.113.5", "[::ffff:203.0.113.5]:443"):
-        headers = {"X-Forwarded-For": spelling}
-        assert_rate_limited(client.post(f"{API}/login/", json=body, headers=headers))
+        assert_rate_limited(login_from(client, spelling, "x@example.com"))
 
 
 def test_in_privacy_mode_a_full_wall_does_not_tell_a_taken_address_from_a_new_one(
@@ -347,11 +333,7 @@ def test_in_privacy_mode_a_full_wall_does_not_tell_a_taken_address_from_a_new_on
         }
         assert client.post(f"{API}/register/", json=body, headers=headers).status_code == 201
         for m in range(2):
-            headers = {"X-Forwarded-For": f"198.51.{n}.{m}"}
-            bad = {"email": address, "password": "Wrong-Pass-1"}
-            assert client.post(f"{API}/login/", json=bad, headers=headers).status_code == 401
-        headers = {"X-Forwarded-For": f"203.0.113.{n}"}
-        mine = {"email": address, "password": "Attackers-Own-1"}
-        answers[address] = client.post(f"{API}/login/", json=mine, headers=headers)
+            assert login_from(client, f"198.51.{n}.{m}", address).status_code == 401
+        answers[address] = login_from(client, f"203.0.113.{n}", address, "Attackers-Own-1")
     assert answers[taken].status_code == answers[fresh].status_code == 429
     assert answers[taken].json == answers[fresh].json
