@@ -54,6 +54,10 @@ class RefreshSession(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False, default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     revoked_reason: Mapped[str | None] = mapped_column(String(32))
+    # The browser sign-in it came from (authorization code flow); signing out there ends it.
+    browser_session_id: Mapped[int | None] = mapped_column(
+        ForeignKey("browser_sessions.id", ondelete="SET NULL"), index=True
+    )
 
     user: Mapped[User] = relationship()
 

@@ -30,6 +30,8 @@ class User(db.Model):
     email_verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     # Access tokens issued before this instant are refused (password reset ends every session).
     sessions_valid_after: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Set by an admin: the account cannot sign in and none of its tokens or sessions work.
+    disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(
