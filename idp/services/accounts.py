@@ -188,7 +188,7 @@ class AccountService:
         assert user is not None  # the foreign key guarantees it
         if user.email_verified_at is None:
             user.email_verified_at = now
-            user.is_active = True
+            user.is_active = user.disabled_at is None  # an admin's disable outlives the link
         db.session.flush()
         after_commit(audit.record, "user.verify_email", "success", user_id=user.public_id)
         return user
@@ -229,6 +229,9 @@ class AccountService:
         checked = self.passwords.check(stored_hash, password)
         if not checked.matched or user is None:
             fail("unknown_account" if user is None else "bad_password", public_id)
+        if user.disabled_at is not None:
+            # Answered as a wrong password is, so the password's holder learns nothing more.
+            fail("disabled", public_id, outcome="denied")
         # Only someone who knows the password learns that the address is unverified.
         if user.email_verified_at is None or not user.is_active:
             if self.registration_privacy:
@@ -249,13 +252,23 @@ class AccountService:
         # login stands only if the checked hash is still the stored one; this UPDATE holds the
         # user's row until the session is committed, so a reset that commits after it ends that
         # session, and one that committed before it makes the login fail here.
+        # An admin's disable is held off the same way: one committed during the hash (the row
+        # read above does not show it) fails the login here, a later one waits for this row and
+        # then ends the session.
         still_current = db.session.execute(
             update(User)
-            .where(User.id == user.id, User.password_hash == stored_hash)
+            .where(
+                User.id == user.id,
+                User.password_hash == stored_hash,
+                User.disabled_at.is_(None),
+            )
             .values(**changes)
         ).rowcount
         if still_current != 1:
             db.session.rollback()
+            # Only a login that lost a race pays the query that tells the two refusals apart.
+            if db.session.scalar(select(User.disabled_at).where(User.id == user.id)) is not None:
+                fail("disabled", public_id, outcome="denied")
             fail("password_changed", public_id)
         return user
 
@@ -315,7 +328,7 @@ class AccountService:
         if user.email_verified_at is None:
             # The link came to the mailbox, as a verification link does: it proves the address.
             user.email_verified_at = now
-            user.is_active = True
+            user.is_active = user.disabled_at is None
         ended = self.sessions.revoke_all_for_user(user, PASSWORD_RESET, now)
         db.session.flush()
         revocations = self.sessions.revocations
