@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import ipaddress
 import secrets
 import time
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from sqlalchemy import bindparam, select
 
@@ -19,6 +22,15 @@ from idp.services.secret_tokens import digest, digest_matches, new_secret
 from idp.transaction import after_commit
 
 CONFIDENTIAL_GRANTS = frozenset({"client_credentials"})
+# What a client that signs users in (public or confidential) may use.
+REDIRECT_GRANTS = frozenset({"authorization_code", "refresh_token"})
+# The kinds of client an admin registers.
+SERVICE = "service"  # confidential, client_credentials only (the default, as before)
+CONFIDENTIAL = "confidential"  # a server-side web app: a secret and redirect URIs
+PUBLIC = "public"  # a browser or native app: no secret, PKCE required
+KINDS = (SERVICE, CONFIDENTIAL, PUBLIC)
+URI_MAX = 2000
+_LOOPBACK = {"localhost"}
 NAME_MAX = 200  # the columns' lengths (PostgreSQL refuses longer values)
 SCOPE_MAX = 500
 SCOPE_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789:._-/")
@@ -34,9 +46,27 @@ class CreatedClient:
     client_secret: str  # shown once, never stored
 
 
-def create_client(name: str, scope: str, now: datetime) -> CreatedClient:
-    """Register a confidential client for the client_credentials grant; return its secret once."""
+def create_client(
+    name: str,
+    scope: str,
+    now: datetime,
+    *,
+    kind: str = SERVICE,
+    redirect_uris: Sequence[str] = (),
+    post_logout_redirect_uris: Sequence[str] = (),
+    first_party: bool = False,
+    allow_http_redirects: bool = False,
+) -> CreatedClient:
+    """Register a client; return its secret once (a public client has none)."""
     scopes = scope.split()
+    if kind not in KINDS:
+        raise ClientCommandError(f"a client is one of {', '.join(KINDS)}")
+    if kind == SERVICE and (redirect_uris or post_logout_redirect_uris):
+        raise ClientCommandError("a client with redirect URIs is --public or --confidential")
+    if kind != SERVICE and not redirect_uris:
+        raise ClientCommandError("a client that signs users in needs at least one --redirect-uri")
+    redirects = _checked_uris(redirect_uris, allow_http_redirects)
+    post_logout = _checked_uris(post_logout_redirect_uris, allow_http_redirects)
     if not name.strip():
         raise ClientCommandError("a client needs a name")
     # The name is printed by `clients list`: a newline, escape sequence or bidi override in it
@@ -50,14 +80,18 @@ def create_client(name: str, scope: str, now: datetime) -> CreatedClient:
     for item in scopes:
         if not set(item) <= SCOPE_CHARS:
             raise ClientCommandError(f"invalid scope {item!r}")
-    secret = new_secret()
+    secret = new_secret() if kind != PUBLIC else ""
     client = OAuthClient(
         # Hex, not base64url: an id starting with "-" would read as an option on a command line.
         client_id=secrets.token_hex(16),
-        client_secret_hash=digest(secret),
+        client_secret_hash=digest(secret) if secret else None,
         name=name.strip(),
-        grant_types=" ".join(sorted(CONFIDENTIAL_GRANTS)),
+        grant_types=" ".join(sorted(CONFIDENTIAL_GRANTS if kind == SERVICE else REDIRECT_GRANTS)),
         scope=" ".join(dict.fromkeys(scopes)),
+        is_public=kind == PUBLIC,
+        first_party=first_party,
+        redirect_uris=" ".join(redirects),
+        post_logout_redirect_uris=" ".join(post_logout),
         created_at=now,
     )
     db.session.add(client)
@@ -66,6 +100,53 @@ def create_client(name: str, scope: str, now: datetime) -> CreatedClient:
         audit.record, "client.created", "success", client_id=client.client_id, scope=client.scope
     )
     return CreatedClient(client, secret)
+
+
+def _checked_uris(uris: Sequence[str], allow_http: bool) -> list[str]:
+    """Refuse a redirect URI that is not absolute, carries a fragment, or is plain http.
+
+    http is for a loopback host only (RFC 8252 7.3), unless IDP_ALLOW_HTTP_REDIRECTS says this
+    is a development server. A private-use scheme (RFC 8252 7.1) must be a reverse domain name
+    ("com.example.app:/cb"), which rules out javascript:, data: and the like.
+    """
+    checked: list[str] = []
+    for uri in uris:
+        if not uri or len(uri) > URI_MAX or any(ch.isspace() or ord(ch) < 32 for ch in uri):
+            raise ClientCommandError(f"invalid redirect URI {uri!r}")
+        try:
+            parts = urlsplit(uri)
+            host = parts.hostname
+        except ValueError as exc:
+            raise ClientCommandError(f"invalid redirect URI {uri!r}") from exc
+        if parts.fragment or "#" in uri:
+            raise ClientCommandError(f"a redirect URI has no fragment: {uri!r}")
+        if parts.username is not None or parts.password is not None:
+            raise ClientCommandError(f"a redirect URI carries no credentials: {uri!r}")
+        scheme = parts.scheme.lower()
+        if scheme == "https":
+            if not host:
+                raise ClientCommandError(f"a redirect URI names a host: {uri!r}")
+        elif scheme == "http":
+            if not host or not (allow_http or _is_loopback(host)):
+                raise ClientCommandError(
+                    f"plain http only for a loopback host (or IDP_ALLOW_HTTP_REDIRECTS): {uri!r}"
+                )
+        elif "." not in scheme or not scheme.replace(".", "").replace("-", "").isalnum():
+            raise ClientCommandError(
+                f"a redirect URI is https, loopback http, or a reverse-domain scheme: {uri!r}"
+            )
+        if uri not in checked:
+            checked.append(uri)
+    return checked
+
+
+def _is_loopback(host: str) -> bool:
+    if host in _LOOPBACK:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def list_clients() -> list[OAuthClient]:
@@ -127,7 +208,15 @@ def _plausible_id(client_id: Any) -> bool:
 
 _clients = OAuthClient.__table__
 _LIVE_CLIENT = select(
-    _clients.c.client_id, _clients.c.client_secret_hash, _clients.c.grant_types, _clients.c.scope
+    _clients.c.client_id,
+    _clients.c.client_secret_hash,
+    _clients.c.grant_types,
+    _clients.c.scope,
+    _clients.c.name,
+    _clients.c.is_public,
+    _clients.c.first_party,
+    _clients.c.redirect_uris,
+    _clients.c.post_logout_redirect_uris,
 ).where(_clients.c.client_id == bindparam("client_id"), _clients.c.deleted_at.is_(None))
 
 
@@ -135,6 +224,7 @@ def check_client_secret(client_id: str, client: Any | None, secret: str) -> bool
     """Compare a presented secret with the stored digest in constant time; audit a mismatch."""
     matched = (
         client is not None
+        and client.client_secret_hash is not None
         and isinstance(secret, str)
         and digest_matches(secret, client.client_secret_hash)
     )
@@ -145,6 +235,14 @@ def check_client_secret(client_id: str, client: Any | None, secret: str) -> bool
 
 def delete_client(client_id: str, now: datetime) -> None:
     """Mark a client deleted: it can no longer authenticate and its tokens stop verifying."""
+    client = find_client_for_admin(client_id)
+    client.deleted_at = now
+    db.session.flush()
+    after_commit(audit.record, "client.deleted", "success", client_id=client_id)
+
+
+def find_client_for_admin(client_id: str) -> OAuthClient:
+    """Return a live client by id for the admin commands, or raise ClientCommandError."""
     client = None
     if _plausible_id(client_id):
         client = db.session.scalar(
@@ -154,6 +252,16 @@ def delete_client(client_id: str, now: datetime) -> None:
         )
     if client is None:
         raise ClientCommandError(f"no client with id {client_id}")
-    client.deleted_at = now
+    return client
+
+
+def rotate_secret(client_id: str, now: datetime) -> str:
+    """Give a confidential client a new secret; the old one stops working at once."""
+    client = find_client_for_admin(client_id)
+    if client.is_public:
+        raise ClientCommandError("a public client has no secret")
+    secret = new_secret()
+    client.client_secret_hash = digest(secret)
     db.session.flush()
-    after_commit(audit.record, "client.deleted", "success", client_id=client_id)
+    after_commit(audit.record, "client.secret_rotated", "success", client_id=client_id)
+    return secret
