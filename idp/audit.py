@@ -66,7 +66,8 @@ EVENTS: dict[str, Event] = {
         "a login was refused; under_attack: the account-wide wall was full and the answer 429",
         "failure denied",
         "under_attack",
-        "bad_password unknown_account password_too_long password_changed unverified throttled",
+        "bad_password unknown_account password_too_long password_changed unverified disabled "
+        "throttled",
     ),
     "session.refresh": _event(
         "a refresh token was rotated (grace: a sibling pair)",
@@ -100,6 +101,50 @@ EVENTS: dict[str, Event] = {
     ),
     "client.created": _event("an OAuth client was created", "success", "client_id scope"),
     "client.deleted": _event("an OAuth client was deleted", "success", "client_id"),
+    "client.secret_rotated": _event(
+        "a confidential client got a new secret; the old one stopped working",
+        "success",
+        "client_id",
+    ),
+    "browser_session.started": _event(
+        "a user signed in on the hosted pages (single sign-on starts)", "success", "session_id"
+    ),
+    "browser_session.ended": _event(
+        "a browser session ended, with the refresh tokens issued through it",
+        "success",
+        "session_id",
+        "signed_out replaced",
+    ),
+    "authorization.code_issued": _event(
+        "an authorization code was sent to a client's redirect URI", "success", "client_id scope"
+    ),
+    "authorization.code_redeemed": _event(
+        "a code was exchanged for tokens", "success", "client_id session_id"
+    ),
+    "authorization.code_refused": _event(
+        "a code was refused at the token endpoint",
+        "failure",
+        "client_id",
+        "unknown expired session_ended",
+    ),
+    "authorization.code_reused": _event(
+        "a spent code came back; what it minted was revoked", "denied", "client_id session_id"
+    ),
+    "consent.granted": _event("a user approved a client's scopes", "success", "client_id scope"),
+    "consent.withdrawn": _event(
+        "a user withdrew a client's approval; its refresh tokens ended", "success", "client_id"
+    ),
+    "user.disabled": _event(
+        "an admin disabled an account and ended its refresh (sessions) and browser sessions",
+        "success",
+        "sessions browser_sessions",
+    ),
+    "user.enabled": _event("an admin let a disabled account sign in again", "success"),
+    "user.signed_out": _event(
+        "an admin ended every refresh (sessions) and browser session of an account",
+        "success",
+        "sessions browser_sessions",
+    ),
     "key.rotated": _event(
         "a signing key was made (staged: not yet signing)", "success", "kid staged"
     ),

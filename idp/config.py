@@ -42,6 +42,19 @@ def _rate_limit(value: str) -> str:
     return value
 
 
+def _color(value: str) -> str:
+    """A CSS hex colour (#rgb or #rrggbb): it is written into the stylesheet, nothing else is."""
+    text = value.strip()
+    digits = text[1:]
+    if (
+        not text.startswith("#")
+        or len(digits) not in (3, 6)
+        or not all(ch in "0123456789abcdefABCDEF" for ch in digits)
+    ):
+        raise ValueError(f"not a hex colour: {value!r}")
+    return text
+
+
 DEVELOPMENT = "development"
 PRODUCTION = "production"
 ENVIRONMENTS = (DEVELOPMENT, PRODUCTION)
@@ -123,6 +136,15 @@ class Settings:
     cors_origins: tuple[str, ...] = _setting(str, ())
     registration_privacy: bool = _setting(_bool, False)
     allow_memory_ratelimit: bool = _setting(_bool, False)
+    # Development only: accept plain-http redirect URIs for hosts other than loopback.
+    allow_http_redirects: bool = _setting(_bool, False)
+    # The hosted pages' browser session (single sign-on): idle and absolute lifetimes.
+    browser_session_idle: int = _setting(_int, 24 * 3600, (300, 30 * 24 * 3600))
+    browser_session_max_age: int = _setting(_int, 14 * 24 * 3600, (600, 365 * 24 * 3600))
+    authorization_code_ttl: int = _setting(_int, 60, (10, 600))
+    product_name: str = _setting(str, "idp")
+    # The hosted pages' accent colour (a CSS hex colour).
+    brand_color: str = _setting(_color, "#2f5bd3")
 
 
 def env_name(name: str) -> str:
@@ -205,6 +227,11 @@ def _refuse_unsafe_production(settings: Mapping[str, Any]) -> None:
                 f"{env_name(name)} must be an https:// URL when IDP_ENV=production "
                 "(plain http only for localhost)"
             )
+    if settings["allow_http_redirects"]:
+        raise ConfigurationError(
+            "IDP_ALLOW_HTTP_REDIRECTS is for development: with IDP_ENV=production a redirect "
+            "URI is https, loopback http, or an app's own scheme"
+        )
     if not settings["mail_server"]:
         raise ConfigurationError(
             "IDP_MAIL_SERVER must be set when IDP_ENV=production; without it mails, with their "
@@ -270,6 +297,7 @@ def flask_config(settings: Settings) -> dict[str, Any]:
     """Translate the settings into the keys Flask and its extensions read."""
     # hide_parameters: a database error logged with its statement must not carry password
     # hashes, token digests or addresses along.
+    secure = settings.issuer.startswith("https://")
     engine_options: dict[str, Any] = {"pool_pre_ping": True, "hide_parameters": True}
     if settings.database_url.startswith("sqlite"):
         # Wait for the write lock instead of failing with "database is locked".
@@ -298,4 +326,12 @@ def flask_config(settings: Settings) -> dict[str, Any]:
         "MAIL_DEFAULT_SENDER": settings.mail_default_sender,
         # flask-mail suppresses sending whenever app.testing is set; we decide that ourselves.
         "MAIL_SUPPRESS_SEND": False,
+        # The hosted pages' signed cookie (their CSRF token only; see idp.http.middleware).
+        "SESSION_COOKIE_NAME": "__Host-idp_csrf" if secure else "idp_csrf",
+        "SESSION_COOKIE_SECURE": secure,
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "SESSION_COOKIE_PATH": "/",
+        # Flask-WTF: a form's CSRF token is good for an hour (a slow sign-up is not refused).
+        "WTF_CSRF_TIME_LIMIT": 3600,
     }

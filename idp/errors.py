@@ -131,6 +131,12 @@ class InvalidRefreshToken(IdPError):
     message = "The refresh token is invalid, expired or revoked."
 
 
+class InvalidAuthorizationCode(IdPError):
+    code = "invalid_grant"
+    status = 400
+    message = "The authorization code is invalid, expired or already used."
+
+
 class TokenMismatch(IdPError):
     code = "token_mismatch"
     status = 400

@@ -43,13 +43,14 @@ _HTTP_TO_ERROR: dict[int, type[IdPError]] = {
 
 def init_app(app: Flask) -> None:
     """Attach path folding, request ids, CORS, the surfaces' headers and the error handlers."""
-    app.session_interface = NoSessions()
+    registered = app.extensions[EXTENSION_KEY]  # from register_surfaces
+    app.session_interface = NoSessions(registered.session_prefixes)
     app.wsgi_app = NormalizeAPIPath(app.wsgi_app)  # type: ignore[method-assign]
     app.wsgi_app = BoundUnsizedBody(  # type: ignore[method-assign]
         app.wsgi_app, app.config["MAX_CONTENT_LENGTH"]
     )
     settings = app.config["IDP"]
-    cors_prefixes = app.extensions[EXTENSION_KEY].cors_prefixes  # from register_surfaces
+    cors_prefixes = registered.cors_prefixes
     origins = settings.cors_origins
     # Bearer tokens from browsers on these origins only; no cookies, so no credentials mode.
     # Discovery and JWKS set their own wildcard (idp.oauth.views).

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from flask import Flask, Response
-from flask.sessions import SessionInterface, SessionMixin
+from flask.sessions import SecureCookieSessionInterface, SessionInterface, SessionMixin
 
 FOLDED_PREFIX = "/api/v1/auth/"
 
@@ -73,15 +73,29 @@ class BoundUnsizedBody:
 
 
 class NoSessions(SessionInterface):
-    """No cookie session: callers authenticate with bearer tokens, never with a cookie.
+    """No cookie session, except on the hosted pages, where it holds only their CSRF token.
 
-    Flask's default signed-cookie session builds a signer for every request, and any code that
-    wrote to `flask.session` would hand the browser a cookie. Here `session` is Flask's null
-    session, which refuses writes. (The hosted pages, when they come, bring their own cookie.)
+    Callers of the API and the OAuth endpoints authenticate with bearer tokens or client
+    credentials, never with a cookie: there `session` is Flask's null session, which refuses
+    writes, and no signer is built. The hosted pages (`page_prefixes`) get Flask's signed
+    cookie session, which Flask-WTF keeps its CSRF token in; who is signed in is not in it
+    (that is the browser-session cookie, idp.http.cookies).
     """
 
+    def __init__(self, page_prefixes: tuple[str, ...] = ()) -> None:
+        self.page_prefixes = page_prefixes
+        self.signed = SecureCookieSessionInterface()
+
+    def _on_a_page(self, request: Any) -> bool:
+        return bool(self.page_prefixes) and request.path.startswith(self.page_prefixes)
+
     def open_session(self, app: Flask, request: Any) -> SessionMixin | None:
+        if self._on_a_page(request):
+            return self.signed.open_session(app, request)
         return None  # Flask falls back to its null session
 
     def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
-        return None
+        from flask import request
+
+        if self._on_a_page(request):
+            self.signed.save_session(app, session, response)

@@ -1,6 +1,6 @@
 """HTTP surfaces: each part of the server that answers HTTP declares its own policy.
 
-A surface (the JSON API, the OAuth endpoints, the probes, and the hosted pages to come) owns
+A surface (the JSON API, the OAuth endpoints, the probes, the hosted pages) owns
 some blueprints and URL prefixes, renders its own errors, and says which Content-Security-Policy
 its answers carry and whether they may be cached. The policy of an answer is its view's
 surface's, or, for an answer no view made (an unknown path, a 405, a 413 before routing), the
@@ -43,6 +43,8 @@ class Surface:
     no_store: bool = False
     # Paths that browsers on IDP_CORS_ORIGINS may call (flask-cors; no credentials).
     cors_prefixes: tuple[str, ...] = ()
+    # Whether its prefixes get the signed cookie session (the hosted pages' CSRF tokens).
+    cookie_session: bool = False
 
 
 DEFAULT = Surface("default")
@@ -55,6 +57,7 @@ class Surfaces:
     by_blueprint: dict[str, Surface]
     by_prefix: tuple[tuple[str, Surface], ...]  # longest prefix first
     cors_prefixes: tuple[str, ...]
+    session_prefixes: tuple[str, ...] = ()
 
 
 def register(app: Flask, surfaces: Sequence[Surface]) -> Surfaces:
@@ -68,7 +71,10 @@ def register(app: Flask, surfaces: Sequence[Surface]) -> Surfaces:
         prefixes.extend((prefix, surface) for prefix in surface.prefixes)
     longest_first = tuple(sorted(prefixes, key=lambda pair: -len(pair[0])))
     cors = tuple(prefix for surface in surfaces for prefix in surface.cors_prefixes)
-    registered = Surfaces(by_blueprint, longest_first, cors)
+    sessions = tuple(
+        prefix for surface in surfaces if surface.cookie_session for prefix in surface.prefixes
+    )
+    registered = Surfaces(by_blueprint, longest_first, cors, sessions)
     app.extensions[EXTENSION_KEY] = registered
     return registered
 

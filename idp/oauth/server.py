@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from authlib.integrations.flask_oauth2 import AuthorizationServer
+from authlib.oauth2.rfc6749 import OAuth2Request
 from flask import Flask, current_app
 
+from idp.oauth.authorization_code import AuthorizationCodeGrant, IDToken, S256CodeChallenge
 from idp.oauth.client_auth import authenticate_basic, authenticate_post, authenticate_public
 from idp.oauth.client_credentials import ClientCredentialsGrant, generate_client_token
 from idp.oauth.clients import Client
@@ -35,15 +37,27 @@ def save_token(token: dict[str, Any], request: Any) -> None:
     """Nothing to store: access tokens are self-contained, refresh tokens are stored on rotation."""
 
 
+class Server(AuthorizationServer):
+    """Authlib's Flask server, which also takes a request we built (a resumed authorization)."""
+
+    def create_oauth2_request(self, request: Any) -> OAuth2Request:
+        # Authlib's Flask server always reads flask.request, whatever it is handed; an
+        # authorization request that comes back from the sign-in page is no longer there.
+        if isinstance(request, OAuth2Request):
+            return request
+        return super().create_oauth2_request(request)
+
+
 def config_oauth(app: Flask) -> AuthorizationServer:
     """Create the application's authorization server with our grants and endpoints."""
-    server = AuthorizationServer()
+    server = Server()
     server.init_app(app, query_client=query_client, save_token=save_token)
     server.register_client_auth_method("client_secret_basic", authenticate_basic)
     server.register_client_auth_method("client_secret_post", authenticate_post)
     server.register_client_auth_method("none", authenticate_public)
     server.register_token_generator("client_credentials", generate_client_token)
     server.register_grant(ClientCredentialsGrant)
+    server.register_grant(AuthorizationCodeGrant, [S256CodeChallenge(required=True), IDToken()])
     server.register_grant(RefreshTokenGrant)
     server.register_endpoint(RevocationEndpoint)
     server.register_endpoint(IntrospectionEndpoint)

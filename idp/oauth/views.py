@@ -5,10 +5,12 @@ from __future__ import annotations
 import hashlib
 import json
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, current_app, g, jsonify, request
 
+from idp.oauth.bearer import require_token
 from idp.oauth.discovery import discovery_document
 from idp.oauth.server import authorization_server
+from idp.oauth.userinfo import user_claims
 from idp.services.registry import get_services
 
 bp = Blueprint("oauth", __name__)
@@ -58,6 +60,16 @@ def revoke() -> Response:
 @bp.post("/oauth/introspect")
 def introspect() -> Response:
     return authorization_server().create_endpoint_response("introspection")
+
+
+@bp.route("/oauth/userinfo", methods=["GET", "POST"])
+@require_token("openid")
+def userinfo() -> Response:
+    # OIDC Core 5.3: the claims the token's scopes allow, about the token's user.
+    access = g.access_token
+    response = jsonify(user_claims(access.user, access.scopes))
+    response.headers["Cache-Control"] = "no-store"  # personal data, never in a cache
+    return response
 
 
 @bp.get("/.well-known/jwks.json")

@@ -10,7 +10,9 @@ from idp.config import Settings
 from idp.rate_limits import current_strategy
 from idp.services.access_tokens import AccessTokenService
 from idp.services.accounts import AccountService
+from idp.services.authorizations import AuthorizationService
 from idp.services.background import BackgroundJobs
+from idp.services.browser_sessions import BrowserSessionService
 from idp.services.clients import RecentClients
 from idp.services.keys import KeyStore
 from idp.services.login_walls import LoginWalls
@@ -41,6 +43,8 @@ class Services:
     outbox: Outbox
     clients: RecentClients
     accounts: AccountService
+    browser_sessions: BrowserSessionService
+    authorizations: AuthorizationService
     jobs: BackgroundJobs
     readiness: ReadinessService
     maintenance: MaintenanceService
@@ -116,6 +120,10 @@ def init_app(app: Flask, settings: Settings) -> Services:
             api_client_id=settings.api_client_id,
             registration_privacy=settings.registration_privacy,
         ),
+        browser_sessions=BrowserSessionService(
+            sessions, settings.browser_session_idle, settings.browser_session_max_age
+        ),
+        authorizations=AuthorizationService(sessions, settings.authorization_code_ttl),
         jobs=jobs,
         readiness=ReadinessService(keys, settings.redis_url),
         maintenance=MaintenanceService(settings.access_token_ttl, settings.token_leeway),

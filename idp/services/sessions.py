@@ -36,7 +36,7 @@ API_SCOPE = "profile email"
 @dataclass(frozen=True)
 class TokenPair:
     access_token: str
-    refresh_token: str
+    refresh_token: str | None  # None for a session opened without offline_access
     expires_in: int
     scope: str
     user: User
@@ -63,17 +63,31 @@ class SessionService:
         # past this much after the login.
         self.max_age = timedelta(seconds=max_age)
 
-    def start(self, user: User, client_id: str, scope: str, now: datetime) -> TokenPair:
-        """Open a session for a freshly authenticated user; the caller commits it."""
+    def start(
+        self,
+        user: User,
+        client_id: str,
+        scope: str,
+        now: datetime,
+        *,
+        browser_session_id: int | None = None,
+        refreshable: bool = True,
+    ) -> TokenPair:
+        """Open a session for a freshly authenticated user; the caller commits it.
+
+        A session that is not refreshable still exists: its access tokens name it (`sid`),
+        so ending it (sign-out, a reused code) ends them.
+        """
         session = RefreshSession(
             public_id=secrets.token_urlsafe(24),
             user=user,
             client_id=client_id,
             scope=scope,
             created_at=now,
+            browser_session_id=browser_session_id,
         )
         db.session.add(session)
-        return self._mint(session, user, now)
+        return self._mint(session, user, now, refreshable)
 
     def rotate(self, raw_refresh_token: str, client_id: str, now: datetime) -> TokenPair:
         """Spend a refresh token and return a new pair; a replayed token ends its session."""
@@ -245,19 +259,22 @@ class SessionService:
         session.revoked_at = now
         session.revoked_reason = reason
 
-    def _mint(self, session: RefreshSession, user: User, now: datetime) -> TokenPair:
+    def _mint(
+        self, session: RefreshSession, user: User, now: datetime, refreshable: bool = True
+    ) -> TokenPair:
         db.session.flush()  # the session needs its id before a token can point at it
-        raw = new_secret()
-        # A Core INSERT: the row is never read back in this request, so it needs no ORM object.
-        db.session.execute(
-            _INSERT_TOKEN,
-            {
-                "session_id": session.id,
-                "token_hash": digest(raw),
-                "created_at": now,
-                "expires_at": min(now + self.refresh_ttl, session.created_at + self.max_age),
-            },
-        )
+        raw = new_secret() if refreshable else None
+        if raw is not None:
+            # A Core INSERT: the row is never read back in this request: no ORM object needed.
+            db.session.execute(
+                _INSERT_TOKEN,
+                {
+                    "session_id": session.id,
+                    "token_hash": digest(raw),
+                    "created_at": now,
+                    "expires_at": min(now + self.refresh_ttl, session.created_at + self.max_age),
+                },
+            )
         issued = self.access_tokens.issue(
             subject=user.public_id,
             client_id=session.client_id,

@@ -295,12 +295,19 @@ def test_a_repeated_scope_parameter_cannot_smuggle_a_scope(client, service, orde
 
 @pytest.mark.parametrize(
     "grant_type",
-    ["password", "authorization_code", "implicit", "urn:ietf:params:oauth:grant-type:jwt-bearer"],
+    ["password", "implicit", "urn:ietf:params:oauth:grant-type:jwt-bearer"],
 )
 def test_an_unsupported_grant_is_refused(client, service, grant_type):
     data = {"grant_type": grant_type, "username": "a@example.com", "password": "x", "code": "c"}
     response = client.post(TOKEN, data=data, auth=service.basic)
     assert_oauth_error(response, 400, "unsupported_grant_type")
+
+
+def test_a_service_client_may_not_redeem_codes(client, service):
+    # authorization_code exists, for clients registered with redirect URIs; a service has none.
+    data = {"grant_type": "authorization_code", "code": "c", "redirect_uri": "https://a.example/"}
+    response = client.post(TOKEN, data=data, auth=service.basic)
+    assert_oauth_error(response, 400, "unauthorized_client")
 
 
 # -- refresh_token --------------------------------------------------------------------------
@@ -559,10 +566,17 @@ def test_discovery_document(client):
     assert doc["introspection_endpoint"] == f"{ISSUER}/oauth/introspect"
     assert doc["id_token_signing_alg_values_supported"] == ["RS256"]
     assert "none" not in doc["introspection_endpoint_auth_methods_supported"]
-    assert set(doc["grant_types_supported"]) == {"client_credentials", "refresh_token"}
+    assert set(doc["grant_types_supported"]) == {
+        "authorization_code",
+        "client_credentials",
+        "refresh_token",
+    }
     # Every endpoint it names exists on this server.
     for name in ("jwks_uri",):
         assert client.get(doc[name].removeprefix(ISSUER)).status_code == 200
+    assert client.get(doc["authorization_endpoint"].removeprefix(ISSUER)).status_code == 400
+    assert client.get(doc["end_session_endpoint"].removeprefix(ISSUER)).status_code == 200
+    assert client.get(doc["userinfo_endpoint"].removeprefix(ISSUER)).status_code == 401
     for name in ("token_endpoint", "revocation_endpoint", "introspection_endpoint"):
         assert client.post(doc[name].removeprefix(ISSUER)).status_code != 404
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from importlib.resources import files
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 from flask import Flask
@@ -23,6 +24,18 @@ from idp import transaction
 from idp.clock import utcnow
 from idp.services.clients import create_client
 from tests.flows import API, API_CLIENT_ID, PASSWORD, register_and_verify, settle, unique_email
+from tests.oidc_flows import (
+    LOGOUT_URI,
+    ORIGIN,
+    authorize_params,
+    csrf_token,
+    hidden,
+    pkce,
+    query_of,
+    redeem,
+    register_app,
+    sign_in,
+)
 
 DOCUMENT_PATH = "/api/v1/openapi.json"
 DOCUMENTED_PREFIXES = ("/api/", "/oauth/", "/.well-known/")
@@ -84,8 +97,10 @@ class Contract:
         else:
             assert response.mimetype in content, f"{label}: undocumented {response.mimetype}"
             schema = f"{pointer}/content/{escape(response.mimetype)}/schema"
+            # A page is validated as the string it is; anything else is JSON.
+            body = response.get_json() if response.is_json else response.get_data(as_text=True)
             try:
-                self._validate(schema, response.get_json())
+                self._validate(schema, body)
             except AssertionError as exc:
                 raise AssertionError(f"{label} breaks its schema:\n{exc}") from None
 
@@ -282,6 +297,74 @@ def oauth_journey(app: Flask, api: Caller, mailbox: Any) -> None:
     api.post(introspect, data={"token": refreshed["access_token"]}, auth=basic)  # inactive
 
 
+def openid_journey(app: Flask, api: Caller, mailbox: Any) -> None:
+    """The authorization code flow, userinfo and sign-out: successes and their failures."""
+    email = unique_email("openid")
+    register_and_verify(api.client, mailbox, email)
+    relying = register_app(app, public=True, first_party=True)
+    verifier, challenge = pkce()
+    params = authorize_params(relying, challenge, login_hint=email)
+    api.get("/oauth/authorize", query_string=params)  # 303 to sign in
+    api.get("/oauth/authorize", query_string={**params, "client_id": "nobody"})  # 400 page
+    api.post("/oauth/authorize", data=params)  # 403: no Origin
+    api.post("/oauth/authorize", data={"state": "x" * 70_000}, headers=ORIGIN)  # 413
+    to_sign_in = api.get("/oauth/authorize", query_string=params).headers["Location"]
+    signed_in = sign_in(api.client, to_sign_in, email)
+    back = query_of(signed_in.headers["Location"])
+    api.get("/oauth/authorize/continue", query_string=back)  # 303 with a code
+    api.post("/oauth/authorize", data=params, headers=ORIGIN)  # 303 with a code
+    api.post("/oauth/authorize", data={**params, "client_id": "nobody"}, headers=ORIGIN)  # 400
+    api.get("/oauth/authorize/continue", query_string={"interaction": "forged"})  # 400 page
+    code_response = api.get("/oauth/authorize", query_string=params)
+    code = query_of(code_response.headers["Location"])["code"]
+    api.get("/oauth/authorize/continue")  # 400
+    tokens = redeem(api.client, relying, code, verifier).json
+    auth = {"Authorization": f"Bearer {tokens['access_token']}"}
+    api.get("/oauth/userinfo", headers=auth)
+    api.post("/oauth/userinfo", headers=auth)
+    api.get("/oauth/userinfo")  # 401
+    api.post("/oauth/userinfo", headers={"Authorization": "Bearer nope"})  # 401
+    api_token = {"Authorization": f"Bearer {login_token(api.client, email)}"}
+    api.get("/oauth/userinfo", headers=api_token)  # 403: no openid scope
+    api.post("/oauth/userinfo", headers=api_token)  # 403
+    api.post("/oauth/userinfo", headers=auth, data={"x": "y" * 70_000})  # 413
+
+    api.get(
+        "/oauth/logout", query_string={"post_logout_redirect_uri": "https://evil.example/"}
+    )  # 400
+    page = api.get("/oauth/logout")  # 200: asks to confirm
+    form = {"csrf_token": csrf_token(page.text), "logout": hidden(page.text, "logout")}
+    api.post("/oauth/logout", data=form)  # 403: no Origin
+    api.post("/oauth/logout", data={"x": "y" * 70_000}, headers=ORIGIN)  # 413
+    api.post("/oauth/logout", data={"logout": ""}, headers=ORIGIN)  # 400: no CSRF token
+    api.post("/oauth/logout", data=form, headers=ORIGIN)  # 200 signed out
+    sign_in(api.client, f"/signin?{urlencode({'interaction': ''})}", email)
+    hint = {
+        "id_token_hint": tokens["id_token"],
+        "post_logout_redirect_uri": LOGOUT_URI,
+        "state": "s",
+    }
+    # The hint names the session that ended: the user is asked (200), then sent back (303).
+    page = api.get("/oauth/logout", query_string=hint)
+    form = {"csrf_token": csrf_token(page.text), "logout": hidden(page.text, "logout")}
+    done = api.post("/oauth/logout", data=form, headers=ORIGIN)  # 303 to the app
+    assert done.headers["Location"] == f"{LOGOUT_URI}?state=s", done.text
+    # A hint that names the live session signs out at once.
+    tokens = redeem(api.client, relying, code_for(api, params), verifier).json
+    api.get("/oauth/logout", query_string={**hint, "id_token_hint": tokens["id_token"]})  # 303
+
+
+def code_for(api: Caller, params: dict[str, str]) -> str:
+    sign_in(api.client, f"/signin?{urlencode({'interaction': ''})}", params["login_hint"])
+    answer = api.get("/oauth/authorize", query_string=params)
+    return query_of(answer.headers["Location"])["code"]
+
+
+def login_token(client: FlaskClient, email: str) -> str:
+    response = client.post(f"{API}/login/", json={"email": email, "password": PASSWORD})
+    return response.json["data"]["token"]
+
+
 def discovery(api: Caller) -> None:
     etag = api.get("/.well-known/jwks.json").headers["ETag"]
     api.get("/.well-known/jwks.json", headers={"If-None-Match": etag})  # 304
@@ -312,6 +395,7 @@ def test_every_answer_matches_the_document(app, client, make_app, mailbox, contr
     auth_journey(api, mailbox)
     refused_bodies(api, app.config["MAX_CONTENT_LENGTH"])
     oauth_journey(app, api, mailbox)
+    openid_journey(app, api, mailbox)
     discovery(api)
     rate_limited(make_app, contract)
     assert contract.unseen() == []

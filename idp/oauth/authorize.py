@@ -1,0 +1,222 @@
+"""The authorization endpoint (RFC 6749 4.1, OpenID Connect Core 3.1.2) as an ordered list of
+checks:
+
+1. the client and its redirect URI: until both are known good, an error is shown on idp's own
+   page and never sent anywhere (RFC 6749 4.1.2.1);
+2. the request itself (response type and mode, scope, PKCE, nonce, prompt, max_age): an error
+   goes back to the registered redirect URI with `state` and `iss` (RFC 9207);
+3. the browser session: sign in when there is none, or when `prompt=login` or `max_age` ask;
+4. consent, for clients the admin did not flag first-party;
+5. a single-use code, sent to the redirect URI with `state` and `iss`.
+
+When the user has to do something (sign in, consent), the checked request travels to the page
+and back signed (an "interaction"), with the moment it started: a sign-in or consent given
+after that moment satisfies `prompt=login`, `max_age` and `prompt=consent`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlencode
+
+from authlib.common.urls import add_params_to_uri
+from authlib.oauth2.rfc6749 import OAuth2Request
+from authlib.oauth2.rfc6749.errors import (
+    AccessDeniedError,
+    InvalidRequestError,
+    InvalidScopeError,
+    OAuth2Error,
+)
+from authlib.oauth2.rfc6749.requests import BasicOAuth2Payload
+from authlib.oidc.core.errors import ConsentRequiredError, LoginRequiredError
+from flask import Response, current_app, url_for
+from flask import request as flask_request
+from itsdangerous import BadSignature, URLSafeTimedSerializer
+
+from idp.models import BrowserSession
+from idp.oauth.server import authorization_server
+from idp.pages.render import error_page, see_other
+from idp.services.registry import get_services
+
+INTERACTION_SALT = "idp.oauth.authorize.interaction"
+INTERACTION_MAX_AGE = 15 * 60  # long enough to sign up and come back, short enough to forget
+PROMPTS = frozenset({"none", "login", "consent", "select_account"})
+# What an authorization request may carry that we read; anything else is ignored.
+PARAMETERS = (
+    "response_type",
+    "client_id",
+    "redirect_uri",
+    "scope",
+    "state",
+    "nonce",
+    "code_challenge",
+    "code_challenge_method",
+    "prompt",
+    "max_age",
+    "login_hint",
+    "response_mode",
+)
+PARAMETER_MAX = 2048
+
+
+@dataclass(frozen=True)
+class Interaction:
+    """A checked authorization request waiting for the user, and when it started."""
+
+    params: dict[str, str]
+    since: datetime
+
+    def token(self) -> str:
+        return _serializer().dumps({"p": self.params, "t": self.since.timestamp()})
+
+    @classmethod
+    def load(cls, token: str | None) -> Interaction | None:
+        if not token or len(token) > 16 * PARAMETER_MAX:
+            return None
+        try:
+            data = _serializer().loads(token, max_age=INTERACTION_MAX_AGE)
+            params = {str(k): str(v) for k, v in data["p"].items()}
+            return cls(params, datetime.fromtimestamp(float(data["t"]), tz=UTC))
+        except (BadSignature, KeyError, TypeError, ValueError, AttributeError):
+            return None
+
+
+def _serializer() -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt=INTERACTION_SALT)
+
+
+def request_parameters(values: Any) -> dict[str, str] | Response:
+    """The request's authorization parameters, or the error page for a malformed request."""
+    params: dict[str, str] = {}
+    for name in PARAMETERS:
+        given = values.getlist(name)
+        if len(given) > 1:
+            return error_page(f"The parameter {name} is repeated.", 400)
+        if given and given[0] != "":
+            value = given[0]
+            # RFC 6749 A: the parameters are printable ASCII (a redirect URI too, encoded).
+            # Only the login hint, an address the user may write in any script, is not.
+            printable = name == "login_hint" or all(" " <= ch <= "~" for ch in value)
+            if len(value) > PARAMETER_MAX or "\x00" in value or not printable:
+                return error_page(f"The parameter {name} is too long or malformed.", 400)
+            params[name] = value
+    return params
+
+
+def authorize(
+    params: dict[str, str],
+    browser: BrowserSession | None,
+    now: datetime,
+    since: datetime | None = None,
+    denied: bool = False,
+) -> Response:
+    """Answer an authorization request: an error, a page for the user, or a code."""
+    services = get_services()
+    user = browser.user if browser is not None else None
+    try:
+        grant = authorization_server().get_consent_grant(
+            request=_oauth_request(params), end_user=user
+        )
+        redirect_uri = grant.redirect_uri
+        client = grant.request.client
+        _check_request(params, redirect_uri)
+        scope = grant.request.scope
+        if not scope:
+            raise InvalidScopeError(redirect_uri=redirect_uri)
+        if denied:
+            raise AccessDeniedError(redirect_uri=redirect_uri)
+        prompts = set(params.get("prompt", "").split())
+        started = since or now
+        if browser is None or _needs_login(browser, params, prompts, since, now):
+            if "none" in prompts:
+                raise LoginRequiredError(redirect_uri=redirect_uri)
+            return _to_page("pages.sign_in", Interaction(params, started))
+        if not client.first_party and not services.authorizations.consented(
+            browser.user, client.client_id, scope, since if "consent" in prompts else None
+        ):
+            if "none" in prompts:
+                raise ConsentRequiredError(redirect_uri=redirect_uri)
+            return _to_page("pages.consent", Interaction(params, started))
+    except OAuth2Error as error:
+        return _error(error, params)
+    code = services.authorizations.issue_code(
+        client_id=client.client_id,
+        session=browser,
+        redirect_uri=redirect_uri,
+        scope=scope,
+        nonce=params.get("nonce"),
+        code_challenge=params.get("code_challenge"),
+        code_challenge_method=params.get("code_challenge_method"),
+        now=now,
+    )
+    return _to_client(redirect_uri, [("code", code)], params)
+
+
+def _check_request(params: dict[str, str], redirect_uri: str) -> None:
+    """What Authlib does not check: response_mode, prompt values, max_age."""
+    if params.get("response_mode", "query") != "query":
+        raise InvalidRequestError(
+            "Only response_mode=query is supported.", redirect_uri=redirect_uri
+        )
+    prompts = params.get("prompt", "").split()
+    unknown = [value for value in prompts if value not in PROMPTS]
+    if unknown:
+        raise InvalidRequestError(
+            f"Unsupported prompt value {unknown[0]!r}.", redirect_uri=redirect_uri
+        )
+    if "none" in prompts and len(prompts) > 1:
+        raise InvalidRequestError("prompt=none stands alone.", redirect_uri=redirect_uri)
+    max_age = params.get("max_age")
+    if max_age is not None and not (max_age.isascii() and max_age.isdigit() and len(max_age) < 10):
+        raise InvalidRequestError("max_age is a number of seconds.", redirect_uri=redirect_uri)
+
+
+def _needs_login(
+    browser: BrowserSession,
+    params: dict[str, str],
+    prompts: set[str],
+    since: datetime | None,
+    now: datetime,
+) -> bool:
+    # A sign-in made after this request started answers prompt=login and max_age.
+    if since is not None and browser.auth_time >= since:
+        return False
+    if prompts & {"login", "select_account"}:
+        return True
+    max_age = params.get("max_age")
+    return max_age is not None and (now - browser.auth_time).total_seconds() > int(max_age)
+
+
+def _oauth_request(params: dict[str, str]) -> OAuth2Request:
+    # The URL only feeds Authlib's transport check, as the token endpoint's request URL does.
+    request = OAuth2Request("GET", f"{flask_request.url_root}oauth/authorize")
+    request.payload = BasicOAuth2Payload(params)
+    return request
+
+
+def _to_page(endpoint: str, interaction: Interaction) -> Response:
+    query = {"interaction": interaction.token()}
+    hint = interaction.params.get("login_hint")
+    if hint and endpoint == "pages.sign_in":
+        query["login_hint"] = hint
+    return see_other(f"{url_for(endpoint)}?{urlencode(query)}")
+
+
+def _to_client(redirect_uri: str, pairs: list[tuple[str, str]], params: dict[str, str]) -> Response:
+    """Send the browser back to a registered redirect URI with `state` and `iss` (RFC 9207)."""
+    if "state" in params:
+        pairs.append(("state", params["state"]))
+    pairs.append(("iss", get_services().settings.issuer))
+    return see_other(add_params_to_uri(redirect_uri, pairs))
+
+
+def _error(error: OAuth2Error, params: dict[str, str]) -> Response:
+    if error.redirect_uri:
+        pairs = [("error", error.error)]
+        if error.description:
+            pairs.append(("error_description", error.description))
+        return _to_client(error.redirect_uri, pairs, params)
+    # The client or its redirect URI is not known good: nothing is sent anywhere.
+    return error_page(error.description or "The application sent an invalid request.", 400)

@@ -1,0 +1,261 @@
+"""What a user grants a client: authorization codes (single use, 60 s) and remembered consents.
+
+A code is stored as its SHA-256 and bound to the client, redirect URI, PKCE challenge, nonce and
+browser session it was issued for. Redeeming it opens a refresh session tied to that browser
+session; a second redemption is refused and revokes what the first one minted (RFC 6749
+4.1.2, RFC 9700 4.5).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import select, update
+
+from idp import audit
+from idp.errors import InvalidAuthorizationCode
+from idp.extensions import db
+from idp.models import AuthorizationCode, BrowserSession, Consent, RefreshSession, User
+from idp.services.secret_tokens import digest, new_secret
+from idp.services.sessions import SessionService, TokenPair
+from idp.transaction import after_commit
+
+CODE_MAX = 64
+CODE_REUSED = "code_reused"
+OFFLINE_ACCESS = "offline_access"
+
+
+@dataclass(frozen=True)
+class Redemption:
+    """What a redeemed code gave: the tokens and what the ID token needs to say."""
+
+    tokens: TokenPair
+    user: User
+    nonce: str | None
+    auth_time: datetime
+    browser_session_id: str | None
+
+
+class AuthorizationService:
+    """Issue and redeem codes; remember and withdraw consents."""
+
+    def __init__(self, sessions: SessionService, code_ttl: int) -> None:
+        self.sessions = sessions
+        self.code_ttl = timedelta(seconds=code_ttl)
+
+    def issue_code(
+        self,
+        *,
+        client_id: str,
+        session: BrowserSession,
+        redirect_uri: str,
+        scope: str,
+        nonce: str | None,
+        code_challenge: str | None,
+        code_challenge_method: str | None,
+        now: datetime,
+    ) -> str:
+        """Store a new code for the signed-in user and return it; the caller commits."""
+        raw = new_secret()
+        db.session.add(
+            AuthorizationCode(
+                code_hash=digest(raw),
+                client_id=client_id,
+                user_id=session.user_id,
+                browser_session_id=session.id,
+                redirect_uri=redirect_uri,
+                scope=scope,
+                nonce=nonce,
+                code_challenge=code_challenge,
+                code_challenge_method=code_challenge_method,
+                auth_time=session.auth_time,
+                created_at=now,
+                expires_at=now + self.code_ttl,
+            )
+        )
+        db.session.flush()
+        after_commit(
+            audit.record,
+            "authorization.code_issued",
+            "success",
+            user_id=session.user.public_id,
+            client_id=client_id,
+            scope=scope,
+        )
+        return raw
+
+    def find_code(self, raw: str, client_id: str, now: datetime) -> AuthorizationCode:
+        """Return the live code a client presents; a spent one revokes what it minted.
+
+        An unknown code, one issued to another client and an expired one are refused alike.
+        """
+        if not isinstance(raw, str) or not raw or len(raw) > CODE_MAX:
+            raise InvalidAuthorizationCode()
+        code = db.session.scalar(
+            select(AuthorizationCode).where(AuthorizationCode.code_hash == digest(raw))
+        )
+        if code is None or code.client_id != client_id:
+            audit.record(
+                "authorization.code_refused", "failure", client_id=client_id, reason="unknown"
+            )
+            raise InvalidAuthorizationCode()
+        if code.used_at is not None:
+            self._revoke_what_it_minted(code, now)
+            raise InvalidAuthorizationCode()
+        if code.expires_at <= now:
+            audit.record(
+                "authorization.code_refused", "failure", client_id=client_id, reason="expired"
+            )
+            raise InvalidAuthorizationCode()
+        return code
+
+    def redeem(self, code: AuthorizationCode, now: datetime) -> Redemption:
+        """Spend a code (of two racing redemptions exactly one wins) and mint its tokens."""
+        spent = db.session.execute(
+            update(AuthorizationCode)
+            .where(AuthorizationCode.id == code.id, AuthorizationCode.used_at.is_(None))
+            .values(used_at=now)
+            .execution_options(synchronize_session=False)
+        ).rowcount
+        if spent != 1:
+            db.session.rollback()
+            raise InvalidAuthorizationCode()
+        browser = (
+            db.session.get(BrowserSession, code.browser_session_id)
+            if code.browser_session_id is not None
+            else None
+        )
+        user = code.user
+        valid_after = user.sessions_valid_after
+        if (
+            browser is None
+            or browser.ended_at is not None
+            or not user.is_active
+            or user.disabled_at is not None
+            or (valid_after is not None and code.auth_time < valid_after)
+        ):
+            # Signed out (or disabled, or reset) between the code and its redemption.
+            db.session.commit()  # the code stays spent
+            audit.record(
+                "authorization.code_refused",
+                "failure",
+                client_id=code.client_id,
+                user_id=user.public_id,
+                reason="session_ended",
+            )
+            raise InvalidAuthorizationCode()
+        refreshable = OFFLINE_ACCESS in code.scope.split()
+        pair = self.sessions.start(
+            user,
+            code.client_id,
+            code.scope,
+            now,
+            browser_session_id=browser.id,
+            refreshable=refreshable,
+        )
+        code.refresh_session_id = db.session.scalar(
+            select(RefreshSession.id).where(RefreshSession.public_id == pair.session_id)
+        )
+        db.session.flush()
+        after_commit(
+            audit.record,
+            "authorization.code_redeemed",
+            "success",
+            user_id=user.public_id,
+            client_id=code.client_id,
+            session_id=pair.session_id,
+        )
+        return Redemption(pair, user, code.nonce, code.auth_time, browser.public_id)
+
+    def _revoke_what_it_minted(self, code: AuthorizationCode, now: datetime) -> None:
+        session_id = None
+        if code.refresh_session_id is not None:
+            session = db.session.get(RefreshSession, code.refresh_session_id)
+            if session is not None:
+                session_id = session.public_id
+                if session.revoked_at is None:
+                    session.revoked_at = now
+                    session.revoked_reason = CODE_REUSED
+        # Committed here: the request fails, and the revocation must stay.
+        db.session.commit()
+        if session_id is not None:
+            self.sessions.revocations.sessions_revoked([session_id])
+        audit.record(
+            "authorization.code_reused",
+            "denied",
+            client_id=code.client_id,
+            user_id=code.user.public_id,
+            session_id=session_id,
+        )
+
+    # Consent -------------------------------------------------------------------------------
+
+    def consented(self, user: User, client_id: str, scope: str, since: datetime | None) -> bool:
+        """Whether the user approved every scope asked (after `since`, when given)."""
+        consent = self._consent(user, client_id)
+        if consent is None or not set(scope.split()) <= set(consent.scope.split()):
+            return False
+        return since is None or consent.granted_at >= since
+
+    def grant_consent(self, user: User, client_id: str, scope: str, now: datetime) -> None:
+        """Remember that the user approved these scopes for the client; the caller commits."""
+        consent = self._consent(user, client_id)
+        if consent is None:
+            consent = Consent(user_id=user.id, client_id=client_id, scope="", granted_at=now)
+            db.session.add(consent)
+        merged = dict.fromkeys([*consent.scope.split(), *scope.split()])
+        consent.scope = " ".join(merged)
+        consent.granted_at = now
+        db.session.flush()
+        after_commit(
+            audit.record,
+            "consent.granted",
+            "success",
+            user_id=user.public_id,
+            client_id=client_id,
+            scope=scope,
+        )
+
+    def list_consents(self, user_id: int) -> list[Consent]:
+        """Return a user's remembered approvals, oldest first."""
+        return list(
+            db.session.scalars(
+                select(Consent).where(Consent.user_id == user_id).order_by(Consent.id)
+            )
+        )
+
+    def withdraw_consent(self, user: User, client_id: str, now: datetime) -> bool:
+        """Forget an approval and end the client's refresh sessions for the user."""
+        consent = self._consent(user, client_id)
+        if consent is None:
+            return False
+        db.session.delete(consent)
+        ended = list(
+            db.session.scalars(
+                update(RefreshSession)
+                .where(
+                    RefreshSession.user_id == user.id,
+                    RefreshSession.client_id == client_id,
+                    RefreshSession.revoked_at.is_(None),
+                )
+                .values(revoked_at=now, revoked_reason="consent_withdrawn")
+                .returning(RefreshSession.public_id)
+                .execution_options(synchronize_session=False)
+            )
+        )
+        db.session.flush()
+        after_commit(self.sessions.revocations.sessions_revoked, ended)
+        after_commit(
+            audit.record,
+            "consent.withdrawn",
+            "success",
+            user_id=user.public_id,
+            client_id=client_id,
+        )
+        return True
+
+    def _consent(self, user: User, client_id: str) -> Consent | None:
+        return db.session.scalar(
+            select(Consent).where(Consent.user_id == user.id, Consent.client_id == client_id)
+        )
