@@ -36,6 +36,12 @@ ROUTE_LIMITS = {
     "api.refresh": ("ip.refresh", "ratelimit_session"),
     "api.logout": ("ip.logout", "ratelimit_session"),
     "api.verify_token": ("ip.verify_token", "ratelimit_verify"),
+    # The hosted pages' forms share the API's counters: one budget per address, either way in.
+    "pages.sign_in": ("ip.login", "ratelimit_auth"),
+    "account_pages.sign_up": ("ip.register", "ratelimit_auth"),
+    "account_pages.confirm_email": ("ip.verify_email", "ratelimit_auth"),
+    "account_pages.forgot_password": ("ip.password_reset", "ratelimit_auth"),
+    "account_pages.new_password": ("ip.password_reset_confirm", "ratelimit_auth"),
     "oauth.token": ("ip.oauth_token", "ratelimit_oauth"),
     "oauth.revoke": ("ip.oauth_revoke", "ratelimit_oauth"),
     "oauth.introspect": ("ip.oauth_introspect", "ratelimit_oauth"),
@@ -65,9 +71,9 @@ def init_app(app: Flask, settings: Settings) -> Limiter:
         # a limiter that is off costs nothing instead.
         for endpoint, (scope, setting) in ROUTE_LIMITS.items():
             view = app.view_functions[endpoint]
-            app.view_functions[endpoint] = limiter.limit(getattr(settings, setting), scope=scope)(
-                view
-            )
+            # Shared by name: the sign-in page and the API's login count against one budget.
+            limit = limiter.shared_limit(getattr(settings, setting), scope=scope)
+            app.view_functions[endpoint] = limit(view)
     app.extensions[EXTENSION_KEY] = limiter
     if not enabled:
         log.warning("rate limiting is DISABLED (IDP_RATELIMIT_ENABLED=false)")

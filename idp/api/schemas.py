@@ -181,3 +181,14 @@ def _field_errors(exc: ValidationError) -> dict[str, list[str]]:
             message = "Invalid format."
         errors.setdefault(field, []).append(message)
     return errors
+
+
+def check(model: type[P], data: dict[str, Any]) -> P:
+    """Validate a form's fields with a request shape; raise ValidationFailed with field errors.
+
+    The hosted pages take the same input as the API and hold it to the same rules.
+    """
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ValidationFailed(errors=_field_errors(exc)) from exc

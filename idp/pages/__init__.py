@@ -1,4 +1,4 @@
-"""The hosted pages: sign-in, consent and sign-out, and /oauth/authorize|logout that lead there.
+"""The hosted pages: sign-in, sign-up, reset, consent, sign-out, and /oauth/authorize|logout.
 
 The one surface with a cookie and forms: HTML errors, a Content-Security-Policy that allows our
 stylesheet and nothing else (no script at all), no caching, Flask-WTF CSRF tokens in a signed
@@ -7,6 +7,7 @@ cookie, and the browser-session cookie (idp.http.cookies).
 
 from idp.http.surfaces import Surface
 from idp.oauth.browser_views import bp as oauth_browser_bp
+from idp.pages.account import bp as account_bp
 from idp.pages.render import render_error
 from idp.pages.views import bp
 
@@ -18,10 +19,15 @@ CONTENT_SECURITY_POLICY = (
 
 SURFACE = Surface(
     "pages",
-    blueprints=(bp, oauth_browser_bp),
+    blueprints=(bp, account_bp, oauth_browser_bp),
     prefixes=(
         "/signin",
         "/signed-in",
+        "/signup",
+        "/verify-email",
+        "/forgot-password",
+        "/reset-password",
+        "/login",
         "/consent",
         "/pages/",
         "/oauth/authorize",
