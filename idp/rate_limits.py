@@ -36,6 +36,8 @@ ROUTE_LIMITS = {
     "api.refresh": ("ip.refresh", "ratelimit_session"),
     "api.logout": ("ip.logout", "ratelimit_session"),
     "api.verify_token": ("ip.verify_token", "ratelimit_verify"),
+    "api.consents": ("ip.consents", "ratelimit_session"),
+    "api.withdraw_consent": ("ip.consents", "ratelimit_session"),
     # The hosted pages' forms share the API's counters: one budget per address, either way in.
     "pages.sign_in": ("ip.login", "ratelimit_auth"),
     "account_pages.sign_up": ("ip.register", "ratelimit_auth"),

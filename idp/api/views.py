@@ -129,3 +129,31 @@ def password_reset_confirm() -> tuple[Response, int]:
 @require_token()
 def verify_token() -> tuple[Response, int]:
     return envelope.success("Token is valid.", {"user": user_json(g.access_token.user)})
+
+
+@bp.get("/consents/")
+@require_token()
+def consents() -> tuple[Response, int]:
+    user = g.access_token.user
+    approved = get_services().authorizations.list_consents(user.id)
+    return envelope.success(
+        "The applications you approved.",
+        {
+            "consents": [
+                {
+                    "client_id": consent.client_id,
+                    "client_name": name,
+                    "scope": consent.scope,
+                    "granted_at": consent.granted_at.isoformat(timespec="seconds"),
+                }
+                for consent, name in approved
+            ]
+        },
+    )
+
+
+@bp.delete("/consents/<client_id>/")
+@require_token()
+def withdraw_consent(client_id: str) -> tuple[Response, int]:
+    get_services().authorizations.withdraw_consent(g.access_token.user, client_id, utcnow())
+    return envelope.success("Approval withdrawn. The application was signed out.")

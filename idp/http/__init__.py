@@ -59,7 +59,7 @@ def init_app(app: Flask) -> None:
         resources={f"{prefix}*": {"origins": origins} for prefix in cors_prefixes},
         supports_credentials=False,
         allow_headers=["Authorization", "Content-Type"],
-        methods=["GET", "HEAD", "POST"],  # all the API and OAuth endpoints take
+        methods=["GET", "HEAD", "POST", "DELETE"],  # all the API and OAuth endpoints take
         max_age=600,
     )
     if settings.issuer.startswith("https://"):

@@ -10,18 +10,27 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import select, update
 
 from idp import audit
-from idp.errors import InvalidAuthorizationCode
+from idp.errors import InvalidAuthorizationCode, NotFound
 from idp.extensions import db
-from idp.models import AuthorizationCode, BrowserSession, Consent, RefreshSession, User
+from idp.models import (
+    AuthorizationCode,
+    BrowserSession,
+    Consent,
+    OAuthClient,
+    RefreshSession,
+    User,
+)
 from idp.services.secret_tokens import digest, new_secret
 from idp.services.sessions import SessionService, TokenPair
 from idp.transaction import after_commit
 
 CODE_MAX = 64
+CLIENT_ID_MAX = 64
 CODE_REUSED = "code_reused"
 OFFLINE_ACCESS = "offline_access"
 
@@ -217,19 +226,21 @@ class AuthorizationService:
             scope=scope,
         )
 
-    def list_consents(self, user_id: int) -> list[Consent]:
-        """Return a user's remembered approvals, oldest first."""
-        return list(
-            db.session.scalars(
-                select(Consent).where(Consent.user_id == user_id).order_by(Consent.id)
-            )
+    def list_consents(self, user_id: int) -> list[tuple[Consent, str]]:
+        """Return a user's remembered approvals with each client's name, oldest first."""
+        rows = db.session.execute(
+            select(Consent, OAuthClient.name)
+            .join(OAuthClient, OAuthClient.client_id == Consent.client_id)
+            .where(Consent.user_id == user_id, OAuthClient.deleted_at.is_(None))
+            .order_by(Consent.id)
         )
+        return [(consent, name) for consent, name in rows]
 
-    def withdraw_consent(self, user: User, client_id: str, now: datetime) -> bool:
-        """Forget an approval and end the client's refresh sessions for the user."""
-        consent = self._consent(user, client_id)
+    def withdraw_consent(self, user: Any, client_id: str, now: datetime) -> None:
+        """Forget an approval and end the client's sessions (and so its tokens) for the user."""
+        consent = self._consent(user, client_id) if len(client_id) <= CLIENT_ID_MAX else None
         if consent is None:
-            return False
+            raise NotFound("You have not approved an application with this client_id.")
         db.session.delete(consent)
         ended = list(
             db.session.scalars(
@@ -253,9 +264,8 @@ class AuthorizationService:
             user_id=user.public_id,
             client_id=client_id,
         )
-        return True
 
-    def _consent(self, user: User, client_id: str) -> Consent | None:
+    def _consent(self, user: Any, client_id: str) -> Consent | None:
         return db.session.scalar(
             select(Consent).where(Consent.user_id == user.id, Consent.client_id == client_id)
         )

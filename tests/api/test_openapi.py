@@ -8,6 +8,7 @@ undocumented status fails, and so does a documented status the journey never pro
 from __future__ import annotations
 
 import json
+import re
 from importlib.resources import files
 from typing import Any
 from urllib.parse import urlencode
@@ -29,12 +30,14 @@ from tests.oidc_flows import (
     ORIGIN,
     authorize_params,
     csrf_token,
+    follow_to_app,
     hidden,
     pkce,
     query_of,
     redeem,
     register_app,
     sign_in,
+    start,
 )
 
 DOCUMENT_PATH = "/api/v1/openapi.json"
@@ -142,6 +145,10 @@ class Caller:
     def post(self, path: str, **kwargs: Any) -> Any:
         return self.contract.check("post", path, self.client.post(path, **kwargs))
 
+    def delete(self, template: str, path: str, **kwargs: Any) -> Any:
+        """DELETE `path`, checked against the document's `template` ({name} parameters)."""
+        return self.contract.check("delete", template, self.client.delete(path, **kwargs))
+
 
 @pytest.fixture(scope="module")
 def document() -> dict[str, Any]:
@@ -172,7 +179,9 @@ def test_every_route_is_documented_with_exactly_its_methods(app: Flask, document
     routes: dict[str, set[str]] = {}
     for rule in app.url_map.iter_rules():
         if rule.rule.startswith(DOCUMENTED_PREFIXES):
-            routes.setdefault(rule.rule, set()).update((rule.methods or set()) - UNLISTED_METHODS)
+            # Werkzeug writes a path parameter <name>, OpenAPI {name}.
+            path = re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule)
+            routes.setdefault(path, set()).update((rule.methods or set()) - UNLISTED_METHODS)
     documented = {
         path: {method.upper() for method in item if method in HTTP_METHODS}
         for path, item in document["paths"].items()
@@ -347,11 +356,27 @@ def openid_journey(app: Flask, api: Caller, mailbox: Any) -> None:
     # The hint names the session that ended: the user is asked (200), then sent back (303).
     page = api.get("/oauth/logout", query_string=hint)
     form = {"csrf_token": csrf_token(page.text), "logout": hidden(page.text, "logout")}
+    consents_journey(api, email, relying.client_id)
     done = api.post("/oauth/logout", data=form, headers=ORIGIN)  # 303 to the app
     assert done.headers["Location"] == f"{LOGOUT_URI}?state=s", done.text
     # A hint that names the live session signs out at once.
     tokens = redeem(api.client, relying, code_for(api, params), verifier).json
     api.get("/oauth/logout", query_string={**hint, "id_token_hint": tokens["id_token"]})  # 303
+
+
+def consents_journey(api: Caller, email: str, first_party: str) -> None:
+    """List and withdraw approvals: a third-party app the user approved on the consent page."""
+    third = register_app(api.client.application, public=True)
+    _, challenge = pkce()
+    follow_to_app(api.client, start(api.client, authorize_params(third, challenge)), email)
+    auth = {"Authorization": f"Bearer {login_token(api.client, email)}"}
+    listed = api.get(f"{API}/consents/", headers=auth).json["data"]["consents"]
+    assert [c["client_id"] for c in listed] == [third.client_id]  # first-party: never asked
+    api.get(f"{API}/consents/")  # 401
+    template = f"{API}/consents/{{client_id}}/"
+    api.delete(template, f"{API}/consents/{third.client_id}/", headers=auth)
+    api.delete(template, f"{API}/consents/{third.client_id}/", headers=auth)  # 404
+    api.delete(template, f"{API}/consents/{first_party}/")  # 401
 
 
 def code_for(api: Caller, params: dict[str, str]) -> str:
@@ -385,6 +410,10 @@ def rate_limited(make_app: Any, contract: Contract) -> None:
             api.post(f"{API}/{name}", json={})
     for _ in range(2):
         api.get(f"{API}/verify-token/")
+    for _ in range(2):
+        api.get(f"{API}/consents/")
+    for _ in range(2):
+        api.delete(f"{API}/consents/{{client_id}}/", f"{API}/consents/x/")
     for path in OAUTH_ENDPOINTS:
         for _ in range(2):
             api.post(path, data={"grant_type": "client_credentials", "token": "t"})

@@ -1,0 +1,66 @@
+"""A user's approvals through /api/v1/auth/consents/: listed, and withdrawn with their tokens."""
+
+from __future__ import annotations
+
+from tests.flows import API, login, register_and_verify, unique_email
+from tests.oidc_flows import (
+    authorize_params,
+    follow_to_app,
+    pkce,
+    query_of,
+    redeem,
+    register_app,
+    start,
+)
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def test_withdrawing_an_approval_ends_the_apps_tokens_and_asks_again(app, client, mailbox):
+    email = unique_email("consent")
+    register_and_verify(client, mailbox, email)
+    third = register_app(app, public=True)
+    verifier, challenge = pkce()
+    params = authorize_params(third, challenge, scope="openid email offline_access")
+    landed = follow_to_app(client, start(client, params), email)
+    tokens = redeem(client, third, query_of(landed.headers["Location"])["code"], verifier).json
+    assert client.get("/oauth/userinfo", headers=bearer(tokens["access_token"])).status_code == 200
+
+    own = bearer(login(client, email).json["data"]["token"])
+    listed = client.get(f"{API}/consents/", headers=own).json["data"]["consents"]
+    assert [(c["client_id"], c["client_name"]) for c in listed] == [(third.client_id, "Acme Notes")]
+    assert set(listed[0]["scope"].split()) == {"openid", "email", "offline_access"}
+
+    withdrawn = client.delete(f"{API}/consents/{third.client_id}/", headers=own)
+    assert withdrawn.status_code == 200, withdrawn.json
+    assert client.get("/oauth/userinfo", headers=bearer(tokens["access_token"])).status_code == 401
+    refreshed = client.post(
+        "/oauth/token",
+        data={
+            "grant_type": "refresh_token",
+            "refresh_token": tokens["refresh_token"],
+            "client_id": third.client_id,
+        },
+    )
+    assert refreshed.status_code == 400
+    assert refreshed.json["error"] == "invalid_grant"
+    assert client.get(f"{API}/consents/", headers=own).json["data"]["consents"] == []
+    # The browser session lives on, but the app must ask again.
+    again = start(client, authorize_params(third, challenge))
+    assert again.headers["Location"].startswith("/consent?")
+
+
+def test_one_user_cannot_withdraw_another_users_approval(app, client, mailbox):
+    owner, other = unique_email("owner"), unique_email("other")
+    register_and_verify(client, mailbox, owner)
+    register_and_verify(client, mailbox, other)
+    third = register_app(app, public=True)
+    _, challenge = pkce()
+    follow_to_app(client, start(client, authorize_params(third, challenge)), owner)
+    theirs = bearer(login(client, other).json["data"]["token"])
+    answer = client.delete(f"{API}/consents/{third.client_id}/", headers=theirs)
+    assert answer.status_code == 404
+    mine = bearer(login(client, owner).json["data"]["token"])
+    assert len(client.get(f"{API}/consents/", headers=mine).json["data"]["consents"]) == 1
