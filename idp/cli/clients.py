@@ -31,6 +31,15 @@ clients_cli = AppGroup("clients", help="Manage OAuth clients.")
 )
 @click.option("--scope", default="", help="Space-separated scopes the client may request.")
 @click.option("--first-party", is_flag=True, help="The admin's own app: users are not asked.")
+@click.option(
+    "--audience",
+    "audiences",
+    multiple=True,
+    help="A resource server its tokens are for (repeatable; default: this server's audience).",
+)
+@click.option(
+    "--introspect", is_flag=True, help="A resource server: may introspect its audiences' tokens."
+)
 def clients_create(
     name: str,
     kind: str | None,
@@ -38,6 +47,8 @@ def clients_create(
     post_logout_redirect_uris: tuple[str, ...],
     scope: str,
     first_party: bool,
+    audiences: tuple[str, ...],
+    introspect: bool,
 ) -> None:
     """Register a client; print its id and, unless it is public, its secret once.
 
@@ -54,6 +65,8 @@ def clients_create(
             post_logout_redirect_uris=post_logout_redirect_uris,
             first_party=first_party,
             allow_http_redirects=settings.allow_http_redirects,
+            audiences=audiences,
+            introspect=introspect,
         )
     except client_service.ClientCommandError as exc:
         raise click.ClickException(str(exc)) from exc
@@ -70,6 +83,7 @@ def clients_create(
 @click.argument("client_id")
 def clients_show(client_id: str) -> None:
     """Show a client's registration (never its secret)."""
+    settings = get_services().settings
     try:
         client = client_service.find_client_for_admin(client_id)
     except client_service.ClientCommandError as exc:
@@ -87,6 +101,8 @@ def clients_show(client_id: str) -> None:
     click.echo(f"first_party: {'yes' if client.first_party else 'no'}")
     click.echo(f"scope: {client.scope or '-'}")
     click.echo(f"grant_types: {client.grant_types}")
+    click.echo(f"audiences: {client.audiences or settings.audience}")
+    click.echo(f"introspect: {'yes' if client.can_introspect else 'no'}")
     for uri in client.redirect_uris.split():
         click.echo(f"redirect_uri: {uri}")
     for uri in client.post_logout_redirect_uris.split():

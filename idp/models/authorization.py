@@ -30,6 +30,8 @@ class AuthorizationCode(db.Model):
     nonce: Mapped[str | None] = mapped_column(String(255))
     code_challenge: Mapped[str | None] = mapped_column(String(128))
     code_challenge_method: Mapped[str | None] = mapped_column(String(8))
+    # RFC 8707: the resource server the tokens are asked for, if the request named one.
+    resource: Mapped[str | None] = mapped_column(Text)
     auth_time: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False, index=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, Integer, String, Text, false
+from sqlalchemy import Boolean, Integer, String, Text, false, true
 from sqlalchemy.orm import Mapped, mapped_column
 
 from idp.clock import utcnow
@@ -35,6 +35,12 @@ class OAuthClient(db.Model):
     redirect_uris: Mapped[str] = mapped_column(Text, nullable=False, default="", server_default="")
     post_logout_redirect_uris: Mapped[str] = mapped_column(
         Text, nullable=False, default="", server_default=""
+    )
+    # The resource servers its tokens are for (the `aud`), space-separated; empty: IDP_AUDIENCE.
+    audiences: Mapped[str] = mapped_column(Text, nullable=False, default="", server_default="")
+    # A resource server that may introspect tokens meant for its audiences (RFC 7662 4).
+    can_introspect: Mapped[bool] = mapped_column(
+        Boolean, nullable=False, default=False, server_default=true()
     )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False, default=utcnow)
     # Deleting marks: tokens already issued to the client stop verifying, the id is never reused.

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, Integer, String
+from sqlalchemy import ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from idp.clock import utcnow
@@ -58,6 +58,8 @@ class RefreshSession(db.Model):
     browser_session_id: Mapped[int | None] = mapped_column(
         ForeignKey("browser_sessions.id", ondelete="SET NULL"), index=True
     )
+    # The `aud` of its access tokens, space-separated; null: the server's own (IDP_AUDIENCE).
+    audience: Mapped[str | None] = mapped_column(Text)
 
     user: Mapped[User] = relationship()
 

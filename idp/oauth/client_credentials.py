@@ -8,6 +8,7 @@ from authlib.oauth2.rfc6749 import grants
 from authlib.oauth2.rfc6749.errors import InvalidScopeError
 
 from idp.clock import utcnow
+from idp.oauth.resource import token_audience
 from idp.services.registry import get_services
 
 
@@ -19,21 +20,18 @@ class ClientCredentialsGrant(grants.ClientCredentialsGrant):
         if requested and not set(requested.split()) <= set(self.client.scope.split()):
             raise InvalidScopeError()
 
-
-def generate_client_token(
-    grant_type: str,
-    client: Any,
-    user: Any = None,
-    scope: str | None = None,
-    expires_in: int | None = None,
-    include_refresh_token: bool = True,
-) -> dict[str, Any]:
-    """Mint the access token of a client_credentials grant (RFC 9068: sub is the client)."""
-    granted = client.get_allowed_scope(scope)
-    issued = get_services().access_tokens.issue_to_client(client.get_client_id(), granted, utcnow())
-    return {
-        "access_token": issued.token,
-        "token_type": "Bearer",
-        "expires_in": issued.expires_in,
-        "scope": granted,
-    }
+    def create_token_response(self) -> tuple[int, dict[str, Any], list[tuple[str, str]]]:
+        """Mint the client's own token (RFC 9068: sub is the client), for its audience."""
+        client = self.client
+        audience = token_audience(client, self.request.form.get("resource"))
+        granted = client.get_allowed_scope(self.request.payload.scope)
+        issued = get_services().access_tokens.issue_to_client(
+            client.get_client_id(), granted, utcnow(), audience=audience
+        )
+        token = {
+            "access_token": issued.token,
+            "token_type": "Bearer",
+            "expires_in": issued.expires_in,
+            "scope": granted,
+        }
+        return 200, token, self.TOKEN_RESPONSE_HEADER

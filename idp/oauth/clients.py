@@ -26,6 +26,8 @@ class Client(ClientMixin):
         redirect_uris: tuple[str, ...] = (),
         post_logout_redirect_uris: tuple[str, ...] = (),
         first_party: bool = False,
+        audiences: tuple[str, ...] = (),
+        can_introspect: bool = False,
     ) -> None:
         self.client_id = client_id
         self.grant_types = grant_types
@@ -36,6 +38,9 @@ class Client(ClientMixin):
         self.redirect_uris = redirect_uris
         self.post_logout_redirect_uris = post_logout_redirect_uris
         self.first_party = first_party
+        # Empty: the server's own audience (IDP_AUDIENCE).
+        self.audiences = audiences
+        self.can_introspect = can_introspect
 
     @classmethod
     def from_row(cls, row: Any) -> Client:
@@ -49,6 +54,8 @@ class Client(ClientMixin):
             redirect_uris=tuple(row.redirect_uris.split()),
             post_logout_redirect_uris=tuple(row.post_logout_redirect_uris.split()),
             first_party=row.first_party,
+            audiences=tuple(row.audiences.split()),
+            can_introspect=row.can_introspect,
         )
 
     @property

@@ -16,9 +16,11 @@ class RevocationEndpoint(TokenTypeHint, _RevocationEndpoint):
 
     def query_token(self, token_string: str, token_type_hint: str | None) -> PresentedToken | None:
         # Signature and claims only: a revoked token may be revoked again (RFC 7009 2.2: an
-        # invalid one needs no revocation and is answered 200 all the same).
+        # invalid one needs no revocation and is answered 200 all the same). Any audience: a
+        # client revokes its own tokens whichever resource server they were for.
         return presented(
-            token_string, lambda raw: get_services().access_tokens.decode(raw, utcnow())
+            token_string,
+            lambda raw: get_services().access_tokens.decode(raw, utcnow(), any_audience=True),
         )
 
     def revoke_token(self, token: PresentedToken, request: Any) -> None:

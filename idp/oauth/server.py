@@ -10,7 +10,7 @@ from flask import Flask, current_app
 
 from idp.oauth.authorization_code import AuthorizationCodeGrant, IDToken, S256CodeChallenge
 from idp.oauth.client_auth import authenticate_basic, authenticate_post, authenticate_public
-from idp.oauth.client_credentials import ClientCredentialsGrant, generate_client_token
+from idp.oauth.client_credentials import ClientCredentialsGrant
 from idp.oauth.clients import Client
 from idp.oauth.introspection import IntrospectionEndpoint
 from idp.oauth.refresh_token import RefreshTokenGrant
@@ -55,7 +55,6 @@ def config_oauth(app: Flask) -> AuthorizationServer:
     server.register_client_auth_method("client_secret_basic", authenticate_basic)
     server.register_client_auth_method("client_secret_post", authenticate_post)
     server.register_client_auth_method("none", authenticate_public)
-    server.register_token_generator("client_credentials", generate_client_token)
     server.register_grant(ClientCredentialsGrant)
     server.register_grant(AuthorizationCodeGrant, [S256CodeChallenge(required=True), IDToken()])
     server.register_grant(RefreshTokenGrant)

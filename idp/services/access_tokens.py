@@ -95,14 +95,18 @@ class AccessTokenService:
         scope: str,
         now: datetime,
         session_id: str | None = None,
+        audience: str | list[str] | None = None,
     ) -> IssuedAccessToken:
-        """Sign an access token for a user session (session_id given) or for a client."""
+        """Sign an access token for a user session (session_id given) or for a client.
+
+        `audience` is the resource servers it is for; None: this server's own (IDP_AUDIENCE).
+        """
         kid, key = self.keys.signing_key()
         iat = int(now.timestamp())
         claims: dict[str, Any] = {
             "iss": self.issuer,
             "sub": subject,
-            "aud": self.audience,
+            "aud": audience or self.audience,
             "exp": iat + self.ttl,
             "iat": iat,
             "jti": secrets.token_urlsafe(16),
@@ -115,16 +119,29 @@ class AccessTokenService:
         token = jwt.encode(header, claims, key, algorithms=[ALGORITHM])
         return IssuedAccessToken(token, self.ttl, claims)
 
-    def issue_to_client(self, client_id: str, scope: str, now: datetime) -> IssuedAccessToken:
+    def issue_to_client(
+        self,
+        client_id: str,
+        scope: str,
+        now: datetime,
+        audience: str | list[str] | None = None,
+    ) -> IssuedAccessToken:
         """Sign a client's own token (client_credentials; RFC 9068: sub is the client)."""
-        issued = self.issue(subject=client_id, client_id=client_id, scope=scope, now=now)
+        issued = self.issue(
+            subject=client_id, client_id=client_id, scope=scope, now=now, audience=audience
+        )
         audit.record(
             "token.issued", "success", client_id=client_id, scope=scope, jti=issued.claims["jti"]
         )
         return issued
 
-    def decode(self, token: str, now: datetime) -> dict[str, Any]:
-        """Check signature and claims only; raise InvalidAccessToken on any doubt."""
+    def decode(self, token: str, now: datetime, any_audience: bool = False) -> dict[str, Any]:
+        """Check signature and claims only; raise InvalidAccessToken on any doubt.
+
+        The token must be meant for this server (IDP_AUDIENCE in its `aud`), unless
+        `any_audience`: introspection answers for other resource servers too, and checks
+        the audience against the asking one itself.
+        """
         if not isinstance(token, str) or not token or len(token) > MAX_TOKEN_LENGTH:
             raise InvalidAccessToken()
         try:
@@ -154,7 +171,9 @@ class AccessTokenService:
                 now=int(now.timestamp()),
                 leeway=self.leeway,
                 iss={"essential": True, "value": self.issuer},
-                aud={"essential": True, "value": self.audience},
+                aud={"essential": True}
+                if any_audience
+                else {"essential": True, "value": self.audience},
                 sub={"essential": True},
                 exp={"essential": True},
                 iat={"essential": True},
@@ -169,14 +188,14 @@ class AccessTokenService:
             raise InvalidAccessToken()
         return claims
 
-    def verify(self, token: str, now: datetime) -> AccessToken:
+    def verify(self, token: str, now: datetime, any_audience: bool = False) -> AccessToken:
         """Decode the token, then check it against revocation and the account or client.
 
         One query per token (no ORM objects on this hot path): the denylist, and the user with
         the token's session, or the client. Nothing is cached between requests, so a revocation
         made anywhere is seen on the next request.
         """
-        claims = self.decode(token, now)
+        claims = self.decode(token, now, any_audience)
         try:
             return self._check_standing(claims)
         except SQLAlchemyError as exc:

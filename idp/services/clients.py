@@ -56,8 +56,14 @@ def create_client(
     post_logout_redirect_uris: Sequence[str] = (),
     first_party: bool = False,
     allow_http_redirects: bool = False,
+    audiences: Sequence[str] = (),
+    introspect: bool = False,
 ) -> CreatedClient:
-    """Register a client; return its secret once (a public client has none)."""
+    """Register a client; return its secret once (a public client has none).
+
+    `audiences` are the resource servers its tokens are for (none: the server's own);
+    `introspect` lets a confidential client introspect tokens meant for its audiences.
+    """
     scopes = scope.split()
     if kind not in KINDS:
         raise ClientCommandError(f"a client is one of {', '.join(KINDS)}")
@@ -67,6 +73,9 @@ def create_client(
         raise ClientCommandError("a client that signs users in needs at least one --redirect-uri")
     redirects = _checked_uris(redirect_uris, allow_http_redirects)
     post_logout = _checked_uris(post_logout_redirect_uris, allow_http_redirects)
+    resources = [_checked_audience(audience) for audience in dict.fromkeys(audiences)]
+    if introspect and kind == PUBLIC:
+        raise ClientCommandError("a public client cannot authenticate, so cannot introspect")
     if not name.strip():
         raise ClientCommandError("a client needs a name")
     # The name is printed by `clients list`: a newline, escape sequence or bidi override in it
@@ -92,6 +101,8 @@ def create_client(
         first_party=first_party,
         redirect_uris=" ".join(redirects),
         post_logout_redirect_uris=" ".join(post_logout),
+        audiences=" ".join(resources),
+        can_introspect=introspect,
         created_at=now,
     )
     db.session.add(client)
@@ -138,6 +149,20 @@ def _checked_uris(uris: Sequence[str], allow_http: bool) -> list[str]:
         if uri not in checked:
             checked.append(uri)
     return checked
+
+
+def _checked_audience(audience: str) -> str:
+    """A resource indicator (RFC 8707 2): an absolute URI without a fragment."""
+    try:
+        parts = urlsplit(audience)
+    except ValueError as exc:
+        raise ClientCommandError(f"invalid audience {audience!r}") from exc
+    printable = all(" " < ch <= "~" for ch in audience)
+    if not printable or len(audience) > URI_MAX or not parts.scheme or "#" in audience:
+        raise ClientCommandError(f"an audience is an absolute URI without a fragment: {audience!r}")
+    if parts.scheme in ("http", "https") and not parts.hostname:
+        raise ClientCommandError(f"an audience names a host: {audience!r}")
+    return audience
 
 
 def _is_loopback(host: str) -> bool:
@@ -217,6 +242,8 @@ _LIVE_CLIENT = select(
     _clients.c.first_party,
     _clients.c.redirect_uris,
     _clients.c.post_logout_redirect_uris,
+    _clients.c.audiences,
+    _clients.c.can_introspect,
 ).where(_clients.c.client_id == bindparam("client_id"), _clients.c.deleted_at.is_(None))
 
 

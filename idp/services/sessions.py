@@ -72,6 +72,7 @@ class SessionService:
         *,
         browser_session_id: int | None = None,
         refreshable: bool = True,
+        audience: str | list[str] | None = None,
     ) -> TokenPair:
         """Open a session for a freshly authenticated user; the caller commits it.
 
@@ -85,6 +86,10 @@ class SessionService:
             scope=scope,
             created_at=now,
             browser_session_id=browser_session_id,
+            # Kept so that every token rotated from this session names the same audience.
+            audience=" ".join([audience] if isinstance(audience, str) else audience)
+            if audience
+            else None,
         )
         db.session.add(session)
         return self._mint(session, user, now, refreshable)
@@ -281,6 +286,7 @@ class SessionService:
             scope=session.scope,
             now=now,
             session_id=session.public_id,
+            audience=_audience_claim(session.audience),
         )
         return TokenPair(
             issued.token, raw, issued.expires_in, session.scope, user, session.public_id
@@ -317,6 +323,14 @@ _SESSION_WITH_USER = (
     .options(joinedload(RefreshSession.user))
     .where(RefreshSession.id == bindparam("session_id"))
 )
+
+
+def _audience_claim(stored: str | None) -> str | list[str] | None:
+    """A session's audience as the `aud` claim (None: the server's own)."""
+    if not stored:
+        return None
+    items = stored.split()
+    return items[0] if len(items) == 1 else items
 
 
 def _audit_fields(session: RefreshSession, client_id: str) -> dict[str, str]:

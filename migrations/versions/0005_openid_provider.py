@@ -3,7 +3,8 @@
 Clients gain what the authorization code flow needs (public or confidential, redirect URIs,
 first-party); a browser session is the sign-in a cookie points at; a code is a single-use grant
 bound to its client, redirect URI, PKCE challenge, nonce and browser session; a consent is a
-user's remembered approval of a client's scopes. A user can be disabled by an admin.
+user's remembered approval of a client's scopes. A user can be disabled by an admin. A client
+names the audiences (resource servers) its tokens are for, and whether it may introspect.
 
 Revision ID: 0005
 Revises: 0004
@@ -39,6 +40,12 @@ def upgrade():
                 "post_logout_redirect_uris", sa.Text(), nullable=False, server_default=""
             )
         )
+        # Empty: the server's own audience (IDP_AUDIENCE), what every token carried before.
+        batch_op.add_column(sa.Column("audiences", sa.Text(), nullable=False, server_default=""))
+        # Clients registered before this revision could introspect; they still may.
+        batch_op.add_column(
+            sa.Column("can_introspect", sa.Boolean(), nullable=False, server_default=sa.true())
+        )
     with op.batch_alter_table("users", schema=None) as batch_op:
         batch_op.add_column(sa.Column("disabled_at", sa.DateTime(), nullable=True))
 
@@ -68,6 +75,7 @@ def upgrade():
 
     with op.batch_alter_table("refresh_sessions", schema=None) as batch_op:
         batch_op.add_column(sa.Column("browser_session_id", sa.Integer(), nullable=True))
+        batch_op.add_column(sa.Column("audience", sa.Text(), nullable=True))
         batch_op.create_foreign_key(
             batch_op.f("fk_refresh_sessions_browser_session_id_browser_sessions"),
             "browser_sessions",
@@ -91,6 +99,7 @@ def upgrade():
         sa.Column("nonce", sa.String(length=255), nullable=True),
         sa.Column("code_challenge", sa.String(length=128), nullable=True),
         sa.Column("code_challenge_method", sa.String(length=8), nullable=True),
+        sa.Column("resource", sa.Text(), nullable=True),
         sa.Column("auth_time", sa.DateTime(), nullable=False),
         sa.Column("created_at", sa.DateTime(), nullable=False),
         sa.Column("expires_at", sa.DateTime(), nullable=False),
@@ -143,6 +152,7 @@ def downgrade():
             batch_op.f("fk_refresh_sessions_browser_session_id_browser_sessions"),
             type_="foreignkey",
         )
+        batch_op.drop_column("audience")
         batch_op.drop_column("browser_session_id")
     with op.batch_alter_table("browser_sessions", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_browser_sessions_user_id"))
@@ -150,6 +160,8 @@ def downgrade():
     with op.batch_alter_table("users", schema=None) as batch_op:
         batch_op.drop_column("disabled_at")
     with op.batch_alter_table("oauth_clients", schema=None) as batch_op:
+        batch_op.drop_column("can_introspect")
+        batch_op.drop_column("audiences")
         batch_op.drop_column("post_logout_redirect_uris")
         batch_op.drop_column("redirect_uris")
         batch_op.drop_column("first_party")

@@ -93,7 +93,7 @@ def test_every_operation_answers_as_documented(case, fuzz_app, caplog):
 @pytest.fixture
 def basic_auth(fuzz_app: Flask) -> dict[str, str]:
     with fuzz_app.app_context():
-        created = create_client("fuzz", "read write", utcnow())
+        created = create_client("fuzz", "read write", utcnow(), introspect=True)
         transaction.commit()  # the caller owns the commit (a CLI command does)
         credentials = {"username": created.client.client_id, "password": created.client_secret}
     return {"Authorization": Authorization("basic", credentials).to_header()}

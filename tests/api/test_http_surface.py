@@ -131,7 +131,8 @@ def test_cors_answers_vary_on_origin_and_offer_only_the_methods_we_serve(make_ap
         headers={"Origin": "https://a.example.com", "Access-Control-Request-Method": "POST"},
     )
     offered = {m.strip() for m in preflight.headers["Access-Control-Allow-Methods"].split(",")}
-    assert offered == {"GET", "HEAD", "POST"}
+    # DELETE: a frontend withdraws an approval (/api/v1/auth/consents/{client_id}/).
+    assert offered == {"GET", "HEAD", "POST", "DELETE"}
 
 
 def test_without_an_allowlist_no_origin_is_allowed(client):

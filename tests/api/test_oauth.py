@@ -47,9 +47,12 @@ class Credentials:
         return {"client_id": self.client_id, "client_secret": self.client_secret}
 
 
-def new_client(app: Flask, name: str = "svc", scope: str = "read write") -> Credentials:
+def new_client(
+    app: Flask, name: str = "svc", scope: str = "read write", introspect: bool = True
+) -> Credentials:
+    """A service client; by default a resource server too (it may introspect)."""
     with app.app_context():
-        created = create_client(name, scope, utcnow())
+        created = create_client(name, scope, utcnow(), introspect=introspect)
         transaction.commit()  # the caller owns the commit (a CLI command does)
         return Credentials(created.client.client_id, created.client_secret)
 

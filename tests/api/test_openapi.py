@@ -274,7 +274,7 @@ def refused_bodies(api: Caller, limit: int) -> None:
 def oauth_journey(app: Flask, api: Caller, mailbox: Any) -> None:
     """Tokens for a confidential client and the public one; introspection and revocation."""
     with app.app_context():
-        created = create_client("svc", "read write", utcnow())
+        created = create_client("svc", "read write", utcnow(), introspect=True)
         transaction.commit()  # the caller owns the commit (a CLI command does)
         basic = (created.client.client_id, created.client_secret)
     bad_basic = (created.client.client_id, "nope")

@@ -124,6 +124,7 @@ def _insert_client(engine: Engine) -> Client:
                 name="benchmark",
                 grant_types=" ".join(sorted(CONFIDENTIAL_GRANTS)),
                 scope=CLIENT_SCOPE,
+                can_introspect=True,  # the introspect scenario's caller is a resource server
                 created_at=utcnow(),
             )
         )
