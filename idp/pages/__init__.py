@@ -30,6 +30,7 @@ SURFACE = Surface(
         "/login",
         "/consent",
         "/pages/",
+        "/favicon.ico",
         "/oauth/authorize",
         "/oauth/logout",
     ),

@@ -52,7 +52,10 @@ def sign_in() -> Response:
         )
     except (InvalidCredentials, EmailNotVerified) as error:
         form.password.data = ""
-        return render_page("sign_in.html", error.status, form=form, error=error.message)
+        # 400, not the API's 401: a 401 must carry an authentication challenge, and a form
+        # shown again has none to offer.
+        status = 400 if isinstance(error, InvalidCredentials) else error.status
+        return render_page("sign_in.html", status, form=form, error=error.message)
     previous = services.browser_sessions.find(read_session_cookie(), now)
     if previous is not None:
         services.browser_sessions.end(previous, "replaced", now)
@@ -118,6 +121,15 @@ def consent() -> Response:
     scope = client.get_allowed_scope(params.get("scope"))
     services.authorizations.grant_consent(session.user, client.client_id, scope, now)
     return authorize(params, session, now, interaction.since)
+
+
+@bp.get("/favicon.ico")
+def favicon() -> Response:
+    # Browsers ask on every page; an empty answer they may cache beats a 404 per page.
+    response = Response(status=204)
+    response.cache_control.public = True
+    response.cache_control.max_age = 86400
+    return response
 
 
 @bp.get("/pages/style.css")

@@ -198,7 +198,7 @@ def test_the_sign_in_page_counts_on_the_apis_login_limit(make_app, mailbox):
     browser = app.test_client()
     email = unique_email("limit")
     assert login(browser, email).status_code == 401  # one through the API
-    assert sign_in(browser, "/signin", email, "Wrong-Horse-7").status_code == 401
+    assert sign_in(browser, "/signin", email, "Wrong-Horse-7").status_code == 400
     refused = sign_in(browser, "/signin", email, "Wrong-Horse-7")
     assert refused.status_code == 429
     assert refused.mimetype == "text/html"

@@ -27,6 +27,7 @@ from sqlalchemy import delete
 
 from idp import create_app
 from idp.extensions import db
+from tests.flows import PASSWORD
 from tests.gunicorn_server import GunicornError, GunicornServer
 from tests.support import SMTPServer, free_port
 
@@ -317,3 +318,41 @@ def race(calls: list[Callable[[], Any]]) -> list[Any]:
         thread.join(timeout=30)
     assert not any(thread.is_alive() for thread in threads)
     return results
+
+
+# -- OpenID Connect journeys -------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def new_verified_user(smtp: SMTPServer) -> Callable[..., tuple[str, str]]:
+    """A function that registers a new user on a server (a new address unless given) and
+    verifies the address as the user would (the mailed token, over HTTP); (email, user id)."""
+
+    def register(server: Gunicorn, email: str | None = None) -> tuple[str, str]:
+        email = email or f"oidc-{uuid.uuid4().hex[:12]}@example.com"
+        body = {"email": email, "password": PASSWORD, "first_name": "Ada", "last_name": "Lovelace"}
+        api = f"{server.url}/api/v1/auth"
+        registered = requests.post(f"{api}/register/", json=body, timeout=REQUEST_TIMEOUT)
+        assert registered.status_code == 201, registered.text
+        token = smtp.mailbox.wait_for(email, timeout=10)[-1].token
+        verified = requests.post(
+            f"{api}/verify-email/", json={"token": token}, timeout=REQUEST_TIMEOUT
+        )
+        assert verified.status_code == 200, verified.text
+        return email, registered.json()["data"]["user_id"]
+
+    return register
+
+
+@pytest.fixture(scope="session")
+def new_oidc_client() -> Callable[..., dict[str, str]]:
+    """A function that registers a client as an admin would (`flask clients create NAME ...`)
+    and returns what the command printed: client_id, and client_secret for a confidential one."""
+
+    def create(server: Gunicorn, name: str, *options: str) -> dict[str, str]:
+        printed = flask_cli(server.env, "clients", "create", name, *options)
+        fields = dict(line.split(": ", 1) for line in printed.splitlines() if ": " in line)
+        assert "client_id" in fields, printed
+        return fields
+
+    return create
