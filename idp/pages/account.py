@@ -35,6 +35,10 @@ bp.before_request(refuse_cross_site_posts)
 
 EXPIRED_FORM = "The form expired. Please try again."
 BAD_LINK = "This link is invalid, has expired, or was used already. Ask for a new one."
+BAD_VERIFY_LINK = (
+    "This link is invalid, has expired, or was used already. If you confirmed your address "
+    "already, simply sign in."
+)
 
 
 @bp.get("/signup")
@@ -79,8 +83,10 @@ def check_mail() -> Response:
 
 @bp.get("/verify-email")
 def confirm_email_form() -> Response:
-    form = ConfirmEmailForm(token=request.args.get("token", "")[:128])
-    return render_page("verify_email.html", form=form)
+    token = request.args.get("token", "")[:128]
+    if not get_services().accounts.verification_link_is_live(token, utcnow()):
+        return render_page("link_invalid.html", 400, message=BAD_VERIFY_LINK)
+    return render_page("verify_email.html", form=ConfirmEmailForm(token=token))
 
 
 @bp.post("/verify-email")
@@ -92,7 +98,7 @@ def confirm_email() -> Response:
         params = check(TokenParams, {"token": form.token.data})
         get_services().accounts.verify_email(params.token, utcnow())
     except (ValidationFailed, InvalidOneTimeToken):
-        return render_page("link_invalid.html", 400, message=BAD_LINK)
+        return render_page("link_invalid.html", 400, message=BAD_VERIFY_LINK)
     return render_page("email_verified.html")
 
 
@@ -117,8 +123,11 @@ def forgot_password() -> Response:
 
 @bp.get("/reset-password")
 def new_password_form() -> Response:
-    form = NewPasswordForm(token=request.args.get("token", "")[:128])
-    return render_page("reset_password.html", form=form, errors={})
+    token = request.args.get("token", "")[:128]
+    if not get_services().accounts.reset_link_is_live(token, utcnow()):
+        # Said before the user types a new password, not after.
+        return render_page("link_invalid.html", 400, message=BAD_LINK)
+    return render_page("reset_password.html", form=NewPasswordForm(token=token), errors={})
 
 
 @bp.post("/reset-password")

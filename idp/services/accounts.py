@@ -193,6 +193,14 @@ class AccountService:
         after_commit(audit.record, "user.verify_email", "success", user_id=user.public_id)
         return user
 
+    def verification_link_is_live(self, raw_token: str, now: datetime) -> bool:
+        """Whether a mailed verification link still works (nothing is spent)."""
+        return ott.is_live(raw_token, ott.VERIFY_EMAIL, now)
+
+    def reset_link_is_live(self, raw_token: str, now: datetime) -> bool:
+        """Whether a mailed reset link still works (nothing is spent)."""
+        return ott.is_live(raw_token, ott.PASSWORD_RESET, now)
+
     def resend_verification(self, email: str, now: datetime) -> None:
         """Mail a new verification link if the address belongs to an unverified account.
 

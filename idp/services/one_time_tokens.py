@@ -131,6 +131,23 @@ def _carried(mail_id: int) -> list[Any]:
     return list(carried)
 
 
+def is_live(raw: str, purpose: str, now: datetime) -> bool:
+    """Whether a token could be spent now; spends nothing (a page shows a dead link at once)."""
+    if not raw or len(raw) > 128 or "\x00" in raw:
+        return False
+    return (
+        db.session.scalar(
+            select(OneTimeToken.id).where(
+                OneTimeToken.token_hash == digest(raw),
+                OneTimeToken.purpose == purpose,
+                OneTimeToken.used_at.is_(None),
+                OneTimeToken.expires_at > now,
+            )
+        )
+        is not None
+    )
+
+
 def consume_one_time_token(raw: str, purpose: str, now: datetime) -> int:
     """Spend a token and return its user's id; spend the user's other tokens of that purpose too.
 

@@ -89,6 +89,11 @@ def test_sign_up_mails_a_link_to_the_landing_page_which_spends_it_only_on_the_bu
     )
     assert again.status_code == 400
     assert "does not work" in again.text
+    # Opened again, the spent link says so at once: no button to press for nothing.
+    reopened = browser.get(link)
+    assert reopened.status_code == 400
+    assert "does not work" in reopened.text
+    assert "Confirm my email address" not in reopened.text
 
 
 def test_a_weak_password_is_refused_on_its_field_and_nothing_is_created(browser, mailbox):
