@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import re
 import secrets
+import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
+import jwt
 from flask import Flask
 from flask.testing import FlaskClient
 
@@ -47,15 +51,17 @@ def register_app(
     scope: str = "openid profile email offline_access",
     first_party: bool = False,
     redirect_uri: str = REDIRECT_URI,
+    name: str = "Acme Notes",
+    post_logout_redirect_uri: str = LOGOUT_URI,
 ) -> App:
     with app.app_context():
         created = client_service.create_client(
-            "Acme Notes",
+            name,
             scope,
             utcnow(),
             kind=client_service.PUBLIC if public else client_service.CONFIDENTIAL,
             redirect_uris=[redirect_uri],
-            post_logout_redirect_uris=[LOGOUT_URI],
+            post_logout_redirect_uris=[post_logout_redirect_uri],
             first_party=first_party,
         )
         commit()
@@ -161,3 +167,46 @@ def redeem(client: FlaskClient, relying: App, code: str, verifier: str | None) -
     auth = relying.token_auth()
     data.update(auth.get("data", {}))
     return client.post("/oauth/token", data=data, headers=auth.get("headers", {}))
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def code_through_browser(
+    browser: FlaskClient, relying: App, email: str, challenge: str | None, **extra: str
+) -> tuple[str, dict[str, str]]:
+    """Sign in (and consent) through the pages; return the code and the request's parameters."""
+    params = authorize_params(relying, challenge, **extra)
+    answer = follow_to_app(browser, start(browser, params), email)
+    query = query_of(answer.headers["Location"])
+    assert "code" in query, query
+    return query["code"], params
+
+
+def id_token_claims(client: FlaskClient, id_token: str, audience: str) -> dict[str, Any]:
+    """Verify an ID token as a relying app does (PyJWT, the published JWKS); return its claims."""
+    kid = jwt.get_unverified_header(id_token)["kid"]
+    keys = client.get("/.well-known/jwks.json").json["keys"]
+    (jwk,) = [key for key in keys if key["kid"] == kid]
+    return jwt.decode(
+        id_token,
+        jwt.PyJWK(jwk).key,
+        algorithms=["RS256"],
+        audience=audience,
+        issuer=ISSUER,
+        options={"require": ["iss", "sub", "aud", "exp", "iat"]},
+    )
+
+
+def tampered(token: str, change: Callable[[dict[str, Any]], None]) -> str:
+    """An itsdangerous token (an interaction, a sign-out form) with its payload edited and its
+    timestamp and signature kept: what an attacker who can read the token can make of it."""
+    payload, timestamp, signature = token.rsplit(".", 2)
+    compressed = payload.startswith(".")
+    raw = base64.urlsafe_b64decode(payload.lstrip(".") + "=" * (-len(payload.lstrip(".")) % 4))
+    data = json.loads(zlib.decompress(raw) if compressed else raw)
+    change(data)
+    encoded = json.dumps(data, separators=(",", ":")).encode()
+    body = base64.urlsafe_b64encode(encoded).rstrip(b"=").decode()
+    return f"{body}.{timestamp}.{signature}"

@@ -6,7 +6,7 @@ checks:
 2. the request itself (response type and mode, scope, PKCE, nonce, prompt, max_age): an error
    goes back to the registered redirect URI with `state` and `iss` (RFC 9207);
 3. the browser session: sign in when there is none, or when `prompt=login` or `max_age` ask;
-4. consent, for clients the admin did not flag first-party;
+4. consent, for clients the admin did not flag first-party, and for any with prompt=consent;
 5. a single-use code, sent to the redirect URI with `state` and `iss`.
 
 When the user has to do something (sign in, consent), the checked request travels to the page
@@ -59,6 +59,7 @@ PARAMETERS = (
     "response_mode",
 )
 PARAMETER_MAX = 2048
+NONCE_MAX = 255  # the length of authorization_codes.nonce (PostgreSQL refuses a longer one)
 
 
 @dataclass(frozen=True)
@@ -133,8 +134,11 @@ def authorize(
             if "none" in prompts:
                 raise LoginRequiredError(redirect_uri=redirect_uri)
             return _to_page("pages.sign_in", Interaction(params, started))
-        if not client.first_party and not services.authorizations.consented(
-            browser.user, client.client_id, scope, since if "consent" in prompts else None
+        # prompt=consent asks even a first-party client's user, and even when an approval is
+        # remembered: only one given after this request started (`started`) answers it.
+        asks_consent = "consent" in prompts
+        if (not client.first_party or asks_consent) and not services.authorizations.consented(
+            browser.user, client.client_id, scope, started if asks_consent else None
         ):
             if "none" in prompts:
                 raise ConsentRequiredError(redirect_uri=redirect_uri)
@@ -155,7 +159,7 @@ def authorize(
 
 
 def _check_request(params: dict[str, str], redirect_uri: str) -> None:
-    """What Authlib does not check: response_mode, prompt values, max_age."""
+    """What Authlib does not check: response_mode, prompt values, nonce length, max_age."""
     if params.get("response_mode", "query") != "query":
         raise InvalidRequestError(
             "Only response_mode=query is supported.", redirect_uri=redirect_uri
@@ -168,6 +172,10 @@ def _check_request(params: dict[str, str], redirect_uri: str) -> None:
         )
     if "none" in prompts and len(prompts) > 1:
         raise InvalidRequestError("prompt=none stands alone.", redirect_uri=redirect_uri)
+    if len(params.get("nonce", "")) > NONCE_MAX:
+        raise InvalidRequestError(
+            f"nonce is at most {NONCE_MAX} characters.", redirect_uri=redirect_uri
+        )
     max_age = params.get("max_age")
     if max_age is not None and not (max_age.isascii() and max_age.isdigit() and len(max_age) < 10):
         raise InvalidRequestError("max_age is a number of seconds.", redirect_uri=redirect_uri)

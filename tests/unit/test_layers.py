@@ -1,7 +1,7 @@
 """The layout's rules, checked on the source: imports go downward, audit lines come from services.
 
-README "Where things live": the factory assembles the surfaces (api, oauth, probes), a surface
-uses the protocol and the services, the services use the models. An audit event is written by
+README "Where things live": the factory assembles the surfaces (api, oauth, pages, probes), a
+surface uses the protocol and the services, the services use the models. An audit event is written by
 the service that acts, never by a view, the CLI or the Authlib adapter.
 """
 
@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 IDP = Path(__file__).resolve().parents[2] / "idp"
-SURFACES = ("idp.api", "idp.oauth", "idp.probes", "idp.http", "idp.cli")
+SURFACES = ("idp.api", "idp.oauth", "idp.pages", "idp.probes", "idp.http", "idp.cli")
 # Modules outside idp/services that act on their own and so write their own events.
 WRITES_AUDIT = {"idp/rate_limits.py"}  # the route limiter answers 429 itself
 
