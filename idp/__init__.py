@@ -75,10 +75,11 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     _prepare_signing_key(services.keys, settings.env)
     config_oauth(app)
 
-    from idp import api, oauth, pages, probes
+    from idp import api, oauth, probes
+    from idp.pages.surface import SURFACE as PAGES
 
     # Each surface brings its blueprints and its HTTP policy (errors, CSP, caching, CORS).
-    http.register_surfaces(app, (api.SURFACE, oauth.SURFACE, pages.SURFACE, probes.SURFACE))
+    http.register_surfaces(app, (api.SURFACE, oauth.SURFACE, PAGES, probes.SURFACE))
     rate_limits.init_app(app, settings)
     http.init_app(app)
     cli.init_app(app)
