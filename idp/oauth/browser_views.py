@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import Blueprint, Response, current_app, request
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
@@ -15,8 +17,10 @@ from idp.pages.render import error_page, render_page, see_other
 from idp.services.browser_sessions import SIGNED_OUT
 from idp.services.registry import get_services
 
+# No blanket Origin check: an app may POST an authorization or logout request from its own
+# site (OIDC Core 3.1.2.1, RP-Initiated Logout 2). Only our confirmation form checks it.
 bp = Blueprint("oauth_browser", __name__)
-bp.before_request(refuse_cross_site_posts)
+FORM_EXPIRED = "The form expired. Reload the page and try again."
 
 LOGOUT_PARAMETERS = ("id_token_hint", "client_id", "post_logout_redirect_uri", "state")
 LOGOUT_SALT = "idp.oauth.logout.confirm"
@@ -49,57 +53,65 @@ def authorize_continue() -> Response:
 
 @bp.get("/oauth/logout")
 def logout_view() -> Response:
-    params = request_parameters_for_logout()
+    params = logout_parameters(request.args)
     if isinstance(params, Response):
         return params
-    try:
-        checked = check_logout_request(params)
-    except LogoutRequestError as exc:
-        return error_page(str(exc), 400)
-    now = utcnow()
-    services = get_services()
-    session = services.browser_sessions.find(read_session_cookie(), now)
-    if session is None:
-        return _signed_out(checked.final_redirect())
-    if checked.names(session):
-        services.browser_sessions.end(session, SIGNED_OUT, now)
-        return _signed_out(checked.final_redirect())
-    form = SignOutForm(logout=_serializer().dumps(params))
-    return render_page("sign_out.html", form=form, email=session.user.email)
+    return _logout(params, confirmed=False)
 
 
 @bp.post("/oauth/logout")
 def logout_confirmed() -> Response:
+    if "csrf_token" not in request.form and "logout" not in request.form:
+        # RP-Initiated Logout 1.0 2: an app may POST its logout request (form-encoded). Such a
+        # cross-site POST carries no SameSite=Lax cookie, so it can only ever ask.
+        params = logout_parameters(request.form)
+        if isinstance(params, Response):
+            return params
+        return _logout(params, confirmed=False)
+    # The user's answer on our confirmation page: our own form, from our own origin.
+    refuse_cross_site_posts()
     form = SignOutForm()
     if not form.validate_on_submit():
-        return error_page("The form expired. Reload the page and try again.", 400)
-    params: dict[str, str] = {}
-    if form.logout.data:
-        try:
-            params = _serializer().loads(form.logout.data, max_age=LOGOUT_MAX_AGE)
-        except BadSignature:
-            return error_page("The form expired. Reload the page and try again.", 400)
+        return error_page(FORM_EXPIRED, 400)
     try:
-        checked = check_logout_request(params)
-    except LogoutRequestError as exc:
-        return error_page(str(exc), 400)
-    now = utcnow()
-    services = get_services()
-    session = services.browser_sessions.find(read_session_cookie(), now)
-    if session is not None:
-        services.browser_sessions.end(session, SIGNED_OUT, now)
-    return _signed_out(checked.final_redirect())
+        params = (
+            _serializer().loads(form.logout.data, max_age=LOGOUT_MAX_AGE)
+            if form.logout.data
+            else {}
+        )
+    except BadSignature:
+        return error_page(FORM_EXPIRED, 400)
+    return _logout(params, confirmed=True)
 
 
-def request_parameters_for_logout() -> dict[str, str] | Response:
+def logout_parameters(values: Any) -> dict[str, str] | Response:
+    """The logout request's parameters, or the error page when one is repeated."""
     params: dict[str, str] = {}
     for name in LOGOUT_PARAMETERS:
-        given = request.args.getlist(name)
+        given = values.getlist(name)
         if len(given) > 1:
             return error_page(f"The parameter {name} is repeated.", 400)
         if given and given[0]:
             params[name] = given[0]
     return params
+
+
+def _logout(params: dict[str, str], confirmed: bool) -> Response:
+    """End the browser's session when the user confirmed or the hint names it; else ask."""
+    try:
+        checked = check_logout_request(params)
+    except LogoutRequestError as exc:
+        return error_page(str(exc), 400)
+    now = utcnow()
+    services = get_services()
+    session = services.browser_sessions.find(read_session_cookie(), now)
+    if session is not None and (confirmed or checked.names(session)):
+        services.browser_sessions.end(session, SIGNED_OUT, now)
+        session = None
+    if session is None:
+        return _signed_out(checked.final_redirect())
+    form = SignOutForm(logout=_serializer().dumps(params))
+    return render_page("sign_out.html", form=form, email=session.user.email)
 
 
 def _signed_out(target: str | None) -> Response:

@@ -57,11 +57,12 @@ def sign_in() -> Response:
         status = 400 if isinstance(error, InvalidCredentials) else error.status
         return render_page("sign_in.html", status, form=form, error=error.message)
     previous = services.browser_sessions.find(read_session_cookie(), now)
-    if previous is not None:
-        services.browser_sessions.end(previous, "replaced", now)
     started = services.browser_sessions.start(
         user, now, request.headers.get("User-Agent"), request_source()
     )
+    if previous is not None:
+        # A new cookie at every sign-in (no fixation); the same user keeps their apps.
+        services.browser_sessions.replace(previous, started.session, now)
     interaction = form.interaction.data
     target = (
         f"{url_for('oauth_browser.authorize_continue')}?{urlencode({'interaction': interaction})}"

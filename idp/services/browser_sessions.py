@@ -23,6 +23,7 @@ from idp.transaction import after_commit
 
 COOKIE_MAX = 64  # a cookie value longer than ours is not one of ours
 SIGNED_OUT = "signed_out"
+REPLACED = "replaced"
 USER_AGENT_MAX = 200
 # How stale last_seen_at may get before a request writes it again (a write per page is waste).
 TOUCH_EVERY = timedelta(minutes=5)
@@ -93,6 +94,27 @@ class BrowserSessionService:
             and user.disabled_at is None
             and (valid_after is None or session.auth_time >= valid_after)
         )
+
+    def replace(self, previous: BrowserSession, started: BrowserSession, now: datetime) -> None:
+        """A new sign-in in a browser that had one; the caller commits.
+
+        The same user signing in again (prompt=login, max_age) keeps the apps they use: their
+        refresh sessions move to the new browser session. Another user's sign-in ends the
+        previous one with everything issued through it.
+        """
+        if previous.user_id != started.user_id:
+            self.end(previous, REPLACED, now)
+            return
+        db.session.execute(
+            update(RefreshSession)
+            .where(
+                RefreshSession.browser_session_id == previous.id,
+                RefreshSession.revoked_at.is_(None),
+            )
+            .values(browser_session_id=started.id)
+            .execution_options(synchronize_session=False)
+        )
+        self.end(previous, REPLACED, now)
 
     def end(self, session: BrowserSession, reason: str, now: datetime) -> None:
         """End a session and the refresh sessions opened through it; the caller commits."""

@@ -357,14 +357,19 @@ def test_an_authorization_request_may_be_posted_from_idps_own_origin(browser, ap
     [{"Origin": "https://evil.example"}, {}, {"Origin": ISSUER, "Sec-Fetch-Site": "cross-site"}],
     ids=["foreign", "none", "fetch-cross-site"],
 )
-def test_a_cross_site_post_to_authorize_gets_no_code(browser, app, user, headers):
+def test_a_post_from_the_apps_site_is_an_authorization_request_like_a_get(
+    browser, app, user, headers
+):
+    # OIDC Core 3.1.2.1: the app may POST its request, from its own site. It is answered as
+    # the same GET: a code goes only to the registered redirect URI. (A real browser sends no
+    # SameSite=Lax cookie with a cross-site POST, so there the user is asked to sign in.)
     relying = register_app(app, public=True, first_party=True)
     code_through_browser(browser, relying, user[0], pkce()[1])
-    answer = browser.post(
-        "/oauth/authorize", data=authorize_params(relying, pkce()[1]), headers=headers
-    )
-    assert answer.status_code == 403
-    assert "Location" not in answer.headers
+    params = authorize_params(relying, pkce()[1])
+    answer = browser.post("/oauth/authorize", data=params, headers=headers)
+    assert answer.status_code == 303
+    assert answer.headers["Location"].startswith(f"{relying.redirect_uri}?")
+    assert query_of(answer.headers["Location"])["state"] == params["state"]
 
 
 # Redirect URIs and clients -------------------------------------------------------------------
@@ -871,6 +876,23 @@ def test_a_second_client_gets_a_code_without_the_password(client, browser, app, 
     assert id_token_claims(client, tokens["id_token"], second.client_id)["sub"] == user[1]
 
 
+def test_an_app_may_post_its_logout_request(client, browser, app, user):
+    # RP-Initiated Logout 2: the same parameters as a form POST, no CSRF token (it is not our
+    # form); answered as the GET is.
+    relying = register_app(app, public=True)
+    tokens = tokens_for(client, browser, relying, user[0], scope="openid offline_access")
+    form = {"id_token_hint": tokens["id_token"], "post_logout_redirect_uri": LOGOUT_URI}
+    response = browser.post("/oauth/logout", data={**form, "state": "bye"})
+    assert response.status_code == 303
+    assert response.headers["Location"] == f"{LOGOUT_URI}?state=bye"
+    assert refresh(client, relying, tokens["refresh_token"]).json["error"] == "invalid_grant"
+    elsewhere = browser.post(
+        "/oauth/logout", data={**form, "post_logout_redirect_uri": "https://evil.example/"}
+    )
+    assert elsewhere.status_code == 400
+    assert "Location" not in elsewhere.headers
+
+
 def test_logout_with_a_hint_ends_the_session_and_returns_to_the_app(client, browser, app, user):
     relying = register_app(app, public=True)
     other = register_app(app, public=True, name="Other")
@@ -1071,11 +1093,6 @@ def test_an_access_token_is_not_an_id_token_hint(client, browser, app, user):
     assert "Location" not in response.headers
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="idp/pages/views.py sign_in ends the previous browser session with its refresh "
-    "sessions even when the same user signs in again (prompt=login, max_age)",
-)
 def test_signing_in_again_keeps_the_other_apps_tokens(client, browser, app, user):
     # A step-up sign-in for one app (prompt=login) is the same user proving themselves again;
     # the apps they already use keep their tokens. A different user's sign-in is another matter.
@@ -1084,6 +1101,21 @@ def test_signing_in_again_keeps_the_other_apps_tokens(client, browser, app, user
     second = register_app(app, public=True, first_party=True, name="Second")
     tokens_for(client, browser, second, user[0], prompt="login")
     assert refresh(client, first, tokens["refresh_token"]).status_code == 200
+
+
+def test_another_user_signing_in_on_the_same_browser_ends_the_first_users_apps(
+    client, browser, app, user, mailbox
+):
+    # A shared computer: once someone else signs in, the first user's apps lose what was
+    # issued through this browser.
+    first = register_app(app, public=True, first_party=True)
+    tokens = tokens_for(client, browser, first, user[0], scope="openid offline_access")
+    someone_else = unique_email("else")
+    register_and_verify(client, mailbox, someone_else)
+    tokens_for(client, browser, first, someone_else, prompt="login")
+    assert refresh(client, first, tokens["refresh_token"]).status_code == 400
+    userinfo = client.get("/oauth/userinfo", headers=bearer(tokens["access_token"]))
+    assert userinfo.status_code == 401
 
 
 # Open redirects ------------------------------------------------------------------------------

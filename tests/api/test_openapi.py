@@ -315,7 +315,7 @@ def openid_journey(app: Flask, api: Caller, mailbox: Any) -> None:
     params = authorize_params(relying, challenge, login_hint=email)
     api.get("/oauth/authorize", query_string=params)  # 303 to sign in
     api.get("/oauth/authorize", query_string={**params, "client_id": "nobody"})  # 400 page
-    api.post("/oauth/authorize", data=params)  # 403: no Origin
+    api.post("/oauth/authorize", data=params)  # 303: an app may POST from its own site
     api.post("/oauth/authorize", data={"state": "x" * 70_000}, headers=ORIGIN)  # 413
     to_sign_in = api.get("/oauth/authorize", query_string=params).headers["Location"]
     signed_in = sign_in(api.client, to_sign_in, email)

@@ -1,8 +1,8 @@
 """The layout's rules, checked on the source: imports go downward, audit lines come from services.
 
 README "Where things live": the factory assembles the surfaces (api, oauth, pages, probes), a
-surface uses the protocol and the services, the services use the models. An audit event is written by
-the service that acts, never by a view, the CLI or the Authlib adapter.
+surface uses the protocol and the services, the services use the models. An audit event is
+written by the service that acts, never by a view, the CLI or the Authlib adapter.
 """
 
 from __future__ import annotations
