@@ -18,6 +18,7 @@ from joserfc import jwt
 
 from idp.clock import utcnow
 from idp.errors import InvalidAuthorizationCode
+from idp.oauth.resource import InvalidTargetError, token_audience
 from idp.oauth.userinfo import user_claims
 from idp.services.keys import ALGORITHM
 from idp.services.registry import get_services
@@ -76,10 +77,14 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
 
     @hooked
     def create_token_response(self) -> tuple[int, dict[str, Any], list[tuple[str, str]]]:
+        row = self.request.authorization_code.row
+        # RFC 8707: a resource named here must be the one the authorization asked for, if any.
+        asked = self.request.form.get("resource")
+        if asked is not None and row.resource is not None and asked != row.resource:
+            raise InvalidTargetError("The resource differs from the authorization request's.")
+        audience = token_audience(self.request.client, asked or row.resource)
         try:
-            redemption = get_services().authorizations.redeem(
-                self.request.authorization_code.row, utcnow()
-            )
+            redemption = get_services().authorizations.redeem(row, utcnow(), audience)
         except InvalidAuthorizationCode as exc:
             raise InvalidGrantError("Invalid 'code' in request.") from exc
         self.request.user = redemption.user

@@ -36,6 +36,7 @@ from flask import request as flask_request
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
 from idp.models import BrowserSession
+from idp.oauth.resource import InvalidTargetError, registered_audiences
 from idp.oauth.server import authorization_server
 from idp.pages.render import error_page, see_other
 from idp.services.registry import get_services
@@ -57,6 +58,7 @@ PARAMETERS = (
     "max_age",
     "login_hint",
     "response_mode",
+    "resource",
 )
 PARAMETER_MAX = 2048
 NONCE_MAX = 255  # the length of authorization_codes.nonce (PostgreSQL refuses a longer one)
@@ -126,6 +128,12 @@ def authorize(
         scope = grant.request.scope
         if not scope:
             raise InvalidScopeError(redirect_uri=redirect_uri)
+        resource = params.get("resource")
+        if resource is not None and resource not in registered_audiences(client):
+            raise InvalidTargetError(
+                "The resource is not one this client's tokens are for.",
+                redirect_uri=redirect_uri,
+            )
         if denied:
             raise AccessDeniedError(redirect_uri=redirect_uri)
         prompts = set(params.get("prompt", "").split())
@@ -153,6 +161,7 @@ def authorize(
         nonce=params.get("nonce"),
         code_challenge=params.get("code_challenge"),
         code_challenge_method=params.get("code_challenge_method"),
+        resource=resource,
         now=now,
     )
     return _to_client(redirect_uri, [("code", code)], params)

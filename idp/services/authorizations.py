@@ -64,6 +64,7 @@ class AuthorizationService:
         code_challenge: str | None,
         code_challenge_method: str | None,
         now: datetime,
+        resource: str | None = None,
     ) -> str:
         """Store a new code for the signed-in user and return it; the caller commits."""
         raw = new_secret()
@@ -78,6 +79,7 @@ class AuthorizationService:
                 nonce=nonce,
                 code_challenge=code_challenge,
                 code_challenge_method=code_challenge_method,
+                resource=resource,
                 auth_time=session.auth_time,
                 created_at=now,
                 expires_at=now + self.code_ttl,
@@ -119,8 +121,15 @@ class AuthorizationService:
             raise InvalidAuthorizationCode()
         return code
 
-    def redeem(self, code: AuthorizationCode, now: datetime) -> Redemption:
-        """Spend a code (of two racing redemptions exactly one wins) and mint its tokens."""
+    def redeem(
+        self,
+        code: AuthorizationCode,
+        now: datetime,
+        audience: str | list[str] | None = None,
+    ) -> Redemption:
+        """Spend a code (of two racing redemptions exactly one wins) and mint its tokens.
+
+        `audience` is the `aud` of the tokens (None: the server's own)."""
         spent = db.session.execute(
             update(AuthorizationCode)
             .where(AuthorizationCode.id == code.id, AuthorizationCode.used_at.is_(None))
@@ -162,6 +171,7 @@ class AuthorizationService:
             now,
             browser_session_id=browser.id,
             refreshable=refreshable,
+            audience=audience,
         )
         code.refresh_session_id = db.session.scalar(
             select(RefreshSession.id).where(RefreshSession.public_id == pair.session_id)

@@ -15,9 +15,20 @@ from flask import Flask
 
 from idp import transaction
 from idp.clock import utcnow
+from idp.services import clients as client_service
 from idp.services.clients import ClientCommandError, create_client
 from tests.api.test_oauth import Credentials
-from tests.oidc_flows import ISSUER
+from tests.flows import register_and_verify, unique_email
+from tests.oidc_flows import (
+    ISSUER,
+    REDIRECT_URI,
+    App,
+    authorize_params,
+    follow_to_app,
+    pkce,
+    query_of,
+    start,
+)
 
 API_A = "https://api-a.example"
 API_B = "https://api-b.example"
@@ -122,3 +133,81 @@ def test_a_public_client_cannot_be_a_resource_server(app):
             redirect_uris=["https://spa.example/cb"],
             introspect=True,
         )
+
+
+# -- the authorization code flow -----------------------------------------------------------
+
+
+def code_flow_app(app: Flask, audiences: list[str]) -> Any:
+    with app.app_context():
+        created = create_client(
+            "Acme",
+            "openid email",
+            utcnow(),
+            kind=client_service.PUBLIC,
+            redirect_uris=[REDIRECT_URI],
+            first_party=True,
+            audiences=audiences,
+        )
+        transaction.commit()
+    return App(created.client.client_id, "", REDIRECT_URI, True)
+
+
+@pytest.fixture
+def signed_in(client: Any, mailbox: Any) -> str:
+    email = unique_email("aud")
+    register_and_verify(client, mailbox, email)
+    return email
+
+
+def code_tokens(
+    client: Any, relying: Any, email: str, token_resource: str | None = None, **extra: str
+) -> Any:
+    verifier, challenge = pkce()
+    landed = follow_to_app(
+        client, start(client, authorize_params(relying, challenge, **extra)), email
+    )
+    query = query_of(landed.headers["Location"])
+    if "code" not in query:
+        return query
+    data = {"grant_type": "authorization_code", "code": query["code"]}
+    data.update(
+        redirect_uri=relying.redirect_uri, code_verifier=verifier, client_id=relying.client_id
+    )
+    if token_resource is not None:
+        data["resource"] = token_resource
+    return client.post("/oauth/token", data=data)
+
+
+def test_a_code_flow_token_carries_the_resource_the_authorization_asked_for(app, client, signed_in):
+    relying = code_flow_app(app, [API_A, API_B])
+    answer = code_tokens(client, relying, signed_in, resource=API_B)
+    assert answer.status_code == 200, answer.json
+    assert audience_of(answer.json["access_token"]) == API_B
+    # The ID token is for the app itself, whatever the access token's audience.
+    assert jwt.decode(answer.json["id_token"], options={"verify_signature": False})["aud"] == (
+        relying.client_id
+    )
+
+
+def test_an_unregistered_resource_at_authorize_goes_back_as_invalid_target(app, client, signed_in):
+    relying = code_flow_app(app, [API_A])
+    query = code_tokens(client, relying, signed_in, resource="https://evil.example")
+    assert query["error"] == "invalid_target"
+    assert query["iss"] == ISSUER
+
+
+def test_the_token_request_cannot_widen_the_authorizations_resource(app, client, signed_in):
+    relying = code_flow_app(app, [API_A, API_B])
+    answer = code_tokens(client, relying, signed_in, token_resource=API_A, resource=API_B)
+    assert answer.status_code == 400
+    assert answer.json["error"] == "invalid_target"
+
+
+def test_a_resource_server_sees_a_code_flow_token_meant_for_it_and_no_other(app, client, signed_in):
+    relying = code_flow_app(app, [API_A])
+    server_a = register(app, "api a", audiences=[API_A], introspect=True)
+    server_b = register(app, "api b", audiences=[API_B], introspect=True)
+    token = code_tokens(client, relying, signed_in).json["access_token"]
+    assert introspect(client, server_a, token)["sub"]
+    assert introspect(client, server_b, token) == {"active": False}
