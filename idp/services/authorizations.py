@@ -252,21 +252,13 @@ class AuthorizationService:
         if consent is None:
             raise NotFound("You have not approved an application with this client_id.")
         db.session.delete(consent)
-        ended = list(
-            db.session.scalars(
-                update(RefreshSession)
-                .where(
-                    RefreshSession.user_id == user.id,
-                    RefreshSession.client_id == client_id,
-                    RefreshSession.revoked_at.is_(None),
-                )
-                .values(revoked_at=now, revoked_reason="consent_withdrawn")
-                .returning(RefreshSession.public_id)
-                .execution_options(synchronize_session=False)
-            )
+        self.sessions.revoke_matching(
+            "consent_withdrawn",
+            now,
+            RefreshSession.user_id == user.id,
+            RefreshSession.client_id == client_id,
         )
         db.session.flush()
-        after_commit(self.sessions.revocations.sessions_revoked, ended)
         after_commit(
             audit.record,
             "consent.withdrawn",

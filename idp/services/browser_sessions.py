@@ -121,20 +121,8 @@ class BrowserSessionService:
         if session.ended_at is None:
             session.ended_at = now
             session.ended_reason = reason
-        ended = list(
-            db.session.scalars(
-                update(RefreshSession)
-                .where(
-                    RefreshSession.browser_session_id == session.id,
-                    RefreshSession.revoked_at.is_(None),
-                )
-                .values(revoked_at=now, revoked_reason=reason)
-                .returning(RefreshSession.public_id)
-                .execution_options(synchronize_session=False)
-            )
-        )
+        self.sessions.revoke_matching(reason, now, RefreshSession.browser_session_id == session.id)
         db.session.flush()
-        after_commit(self.sessions.revocations.sessions_revoked, ended)
         after_commit(
             audit.record,
             "browser_session.ended",

@@ -6,6 +6,7 @@ import hmac
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -236,10 +237,20 @@ class SessionService:
     def revoke_all_for_user(self, user: User, reason: str, now: datetime) -> list[str]:
         """Revoke every live session of the user and return their ids; the caller commits,
         then tells self.revocations."""
+        return self._revoke_where(reason, now, RefreshSession.user_id == user.id)
+
+    def revoke_matching(self, reason: str, now: datetime, *conditions: Any) -> list[str]:
+        """Revoke the live sessions that match `conditions` (their access tokens stop too);
+        the revocation cache is told once the caller commits. Returns their ids."""
+        ended = self._revoke_where(reason, now, *conditions)
+        after_commit(self.revocations.sessions_revoked, ended)
+        return ended
+
+    def _revoke_where(self, reason: str, now: datetime, *conditions: Any) -> list[str]:
         return list(
             db.session.scalars(
                 update(RefreshSession)
-                .where(RefreshSession.user_id == user.id, RefreshSession.revoked_at.is_(None))
+                .where(*conditions, RefreshSession.revoked_at.is_(None))
                 .values(revoked_at=now, revoked_reason=reason)
                 .returning(RefreshSession.public_id)
                 .execution_options(synchronize_session=False)
