@@ -6,8 +6,10 @@ Each check answers "ok" or "failed" only; the cause goes to the log, never to th
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import redis
 from sqlalchemy import text
@@ -29,11 +31,19 @@ class Readiness:
     checks: dict[str, str]
 
 
-class ReadinessService:
-    """Check the database, Redis (when configured) and the signing key."""
+class SchemaBehind(Exception):
+    """The database is not at the migrations' head (never migrated, or not yet upgraded)."""
 
-    def __init__(self, keys: KeyStore, redis_url: str | None) -> None:
+
+class ReadinessService:
+    """Check the database and its schema, Redis (when configured) and the signing key."""
+
+    def __init__(self, keys: KeyStore, redis_url: str | None, migrations_dir: str) -> None:
         self.keys = keys
+        self.schema_head = migrations_head(Path(migrations_dir) / "versions")
+        # Once the schema is seen at the head it stays there for this process's life (a
+        # migration adds, it does not take away); until then every probe looks again.
+        self._schema_ok = False
         self._redis = (
             redis.Redis.from_url(
                 redis_url, socket_connect_timeout=REDIS_TIMEOUT, socket_timeout=REDIS_TIMEOUT
@@ -44,7 +54,10 @@ class ReadinessService:
 
     def check(self) -> Readiness:
         """Run every check; ready only when all of them pass."""
-        checks: dict[str, Callable[[], object]] = {"database": self._ping_database}
+        checks: dict[str, Callable[[], object]] = {
+            "database": self._ping_database,
+            "schema": self._check_schema,
+        }
         if self._redis is not None:
             checks["redis"] = self._redis.ping
         checks["signing_key"] = self.keys.signing_key
@@ -56,6 +69,40 @@ class ReadinessService:
         # request's session or leaves a transaction open.
         with db.engine.connect() as connection:
             connection.execute(text("SELECT 1"))
+
+    def _check_schema(self) -> None:
+        if self._schema_ok:
+            return
+        with db.engine.connect() as connection:
+            # No Alembic in a serving process (it costs every worker memory): its table is read.
+            current = connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
+        if current != self.schema_head:
+            raise SchemaBehind(
+                f"database schema at {current}, migrations at {self.schema_head}: "
+                "run `flask --app wsgi db upgrade`"
+            )
+        self._schema_ok = True
+
+
+_REVISION = re.compile(r"^revision\s*=\s*[\"']([^\"']+)[\"']", re.MULTILINE)
+_DOWN_REVISION = re.compile(r"^down_revision\s*=\s*[\"']([^\"']+)[\"']", re.MULTILINE)
+
+
+def migrations_head(versions_dir: Path) -> str:
+    """The newest revision among the migration scripts: the one no other script revises."""
+    revisions, parents = set(), set()
+    for script in versions_dir.glob("*.py"):
+        source = script.read_text()
+        found = _REVISION.search(source)
+        if found:
+            revisions.add(found.group(1))
+        parent = _DOWN_REVISION.search(source)
+        if parent:
+            parents.add(parent.group(1))
+    heads = revisions - parents
+    if len(heads) != 1:
+        raise ValueError(f"migrations in {versions_dir} have {len(heads)} heads: {sorted(heads)}")
+    return heads.pop()
 
 
 def _run(name: str, check: Callable[[], object]) -> str:

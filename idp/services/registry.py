@@ -125,7 +125,7 @@ def init_app(app: Flask, settings: Settings) -> Services:
         ),
         authorizations=AuthorizationService(sessions, settings.authorization_code_ttl),
         jobs=jobs,
-        readiness=ReadinessService(keys, settings.redis_url),
+        readiness=ReadinessService(keys, settings.redis_url, app.config["IDP_MIGRATIONS_DIR"]),
         maintenance=MaintenanceService(settings.access_token_ttl, settings.token_leeway),
     )
     app.extensions[EXTENSION_KEY] = services

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,11 @@ from flask import Flask
 from idp import create_app
 from idp.extensions import db
 from idp.services.keys import MANIFEST
+from idp.services.readiness import migrations_head
 from tests.conftest import REDIS_URL
+from tests.support import create_postgres_database, drop_postgres_database
+
+HEAD = "0005"  # the newest migration; a new one moves it
 
 PROBES = ["/healthz", "/readyz"]
 
@@ -40,7 +45,7 @@ def test_healthz_answers_ok(client):
 def test_readyz_reports_every_check(client):
     response = client.get("/readyz")
     assert response.status_code == 200, response.json
-    expected = {"database": "ok", "signing_key": "ok"}
+    expected = {"database": "ok", "schema": "ok", "signing_key": "ok"}
     if REDIS_URL:
         expected["redis"] = "ok"
     assert response.json == {"status": "ready", "checks": expected}
@@ -53,6 +58,53 @@ def test_readyz_pings_redis_when_configured(make_app):
     response = app.test_client().get("/readyz")
     assert response.status_code == 200
     assert response.json["checks"]["redis"] == "ok"
+
+
+@pytest.fixture
+def empty_database_url(tmp_path: Path) -> Any:
+    """A database of this run's backend that was never migrated."""
+    base = os.environ.get("IDP_TEST_DATABASE_URL")
+    if not base:
+        yield f"sqlite:///{tmp_path / 'never-migrated.sqlite3'}"
+        return
+    url = create_postgres_database(base)
+    yield url
+    drop_postgres_database(url)
+
+
+def test_an_unmigrated_database_is_not_ready(base_settings, empty_database_url):
+    app = standalone_app(base_settings, IDP_DATABASE_URL=empty_database_url)
+    try:
+        response = app.test_client().get("/readyz")
+        assert response.status_code == 503
+        assert response.json["checks"]["database"] == "ok"
+        assert response.json["checks"]["schema"] == "failed"
+        assert app.test_client().get("/healthz").status_code == 200
+    finally:
+        dispose(app)
+
+
+def test_a_schema_behind_the_migrations_is_not_ready_until_upgraded(app, client):
+    from sqlalchemy import text
+
+    with app.app_context():
+        db.session.execute(text("UPDATE alembic_version SET version_num = '0004'"))
+        db.session.commit()
+    try:
+        fresh = app.extensions["idp.services"].readiness
+        fresh._schema_ok = False  # as a process that started now would be
+        behind = client.get("/readyz")
+        assert behind.status_code == 503
+        assert behind.json["checks"]["schema"] == "failed"
+    finally:
+        with app.app_context():
+            db.session.execute(text("UPDATE alembic_version SET version_num = :v"), {"v": HEAD})
+            db.session.commit()
+    assert client.get("/readyz").status_code == 200
+
+
+def test_the_head_is_read_from_the_migration_scripts():
+    assert migrations_head(Path(__file__).resolve().parents[2] / "migrations" / "versions") == HEAD
 
 
 def test_a_dead_database_fails_readiness_but_not_liveness(base_settings, tmp_path):
@@ -84,7 +136,7 @@ def test_an_unreachable_redis_fails_readiness(base_settings):
     assert response.status_code == 503
     assert response.json == {
         "status": "unavailable",
-        "checks": {"database": "ok", "redis": "failed", "signing_key": "ok"},
+        "checks": {"database": "ok", "schema": "ok", "redis": "failed", "signing_key": "ok"},
     }
 
 
