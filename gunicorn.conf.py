@@ -4,6 +4,7 @@ Command-line flags and GUNICORN_CMD_ARGS override anything here.
 """
 
 import os
+import sys
 
 # Requests carry no tokens in URLs, but log the path without the query string all the same.
 access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(L)ss "%(a)s"'
@@ -13,7 +14,16 @@ graceful_timeout = 30
 
 
 def on_starting(server):
-    """Warn when per-process limit counters meet several workers."""
+    """Refuse a bad configuration before any worker is forked; warn about memory counters."""
+    from idp import PROJECT_ROOT, check_before_serving
+    from idp.errors import ConfigurationError
+
+    try:
+        check_before_serving(str(PROJECT_ROOT / "instance"))
+    except ConfigurationError as refusal:
+        # One line and status 2, not a traceback from every worker that tries to boot.
+        print(f"idp: refusing to start: {refusal}", file=sys.stderr)
+        sys.exit(2)
     if server.cfg.workers > 1 and not os.environ.get("IDP_REDIS_URL"):
         server.log.warning(
             "idp: %d workers keep separate rate-limit counters in memory, so every limit is "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,13 @@ def _configure_logging(level: str) -> None:
         logger.addHandler(handler)
 
 
+def check_before_serving(instance_path: str) -> None:
+    """Raise ConfigurationError for what would stop the server: gunicorn's master asks this
+    before it forks a worker (gunicorn.conf.py), so a refusal is said once."""
+    settings = load_settings(instance_path)
+    _prepare_signing_key(KeyStore(settings.keys_dir, settings.keys_reload_interval), settings.env)
+
+
 def _prepare_signing_key(keys: KeyStore, environment: str) -> None:
     """Development: create the first key if there is none. Production: refuse to serve without.
 
@@ -50,7 +58,10 @@ def _prepare_signing_key(keys: KeyStore, environment: str) -> None:
             "create one on start: run `flask --app wsgi keys rotate` first"
         )
         if os.environ.get("FLASK_RUN_FROM_CLI") == "true":
-            log.warning("%s", message)
+            # `keys rotate` is how the first key is made: no warning about itself.
+            words = sys.argv[1:]
+            if not any(words[i : i + 2] == ["keys", "rotate"] for i in range(len(words))):
+                log.warning("%s", message)
             return
         raise ConfigurationError(message) from None
 

@@ -1,0 +1,82 @@
+"""A configuration the server refuses: one line naming the variable, exit status 2, no traceback;
+for a `flask` command (the mail worker is one) and for gunicorn, before it forks a worker."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+import pytest
+
+from tests.e2e.conftest import ROOT, VENV_BIN
+
+pytestmark = pytest.mark.e2e
+
+REFUSALS = [
+    ({"IDP_SECRET_KEY": "short"}, "IDP_SECRET_KEY"),
+    ({"IDP_ISSUER": "http://id.example.com"}, "IDP_ISSUER"),
+    ({"IDP_ACCESS_TOKEN_TTL": "nope"}, "IDP_ACCESS_TOKEN_TTL"),
+    ({"IDP_ALLOW_HTTP_REDIRECTS": "true"}, "IDP_ALLOW_HTTP_REDIRECTS"),
+]
+
+
+def production_env(tmp_path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IDP_")}
+    env.update(
+        {
+            "IDP_ENV": "production",
+            "IDP_SECRET_KEY": "s" * 40,
+            "IDP_ISSUER": "https://id.example.com",
+            "IDP_MAIL_SERVER": "127.0.0.1",
+            "IDP_RATELIMIT_ENABLED": "false",
+            "IDP_DATABASE_URL": f"sqlite:///{tmp_path / 'idp.sqlite3'}",
+            "IDP_KEYS_DIR": str(tmp_path / "keys"),
+        }
+    )
+    env.update(extra)
+    return env
+
+
+def run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+@pytest.mark.parametrize(("extra", "variable"), REFUSALS)
+def test_a_flask_command_refuses_in_one_line(tmp_path, extra, variable):
+    done = run(
+        [str(VENV_BIN / "flask"), "--app", "wsgi", "mail", "status"],
+        production_env(tmp_path, **extra),
+    )
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith("idp: refusing to start: ")
+    assert variable in lines[0]
+
+
+@pytest.mark.parametrize(("extra", "variable"), [*REFUSALS, ({}, "keys rotate")])
+def test_gunicorn_refuses_before_forking_a_worker(tmp_path, extra, variable):
+    # The last case: production with an empty keys folder (no signing key).
+    args = [str(VENV_BIN / "gunicorn"), "-w", "2", "-b", "127.0.0.1:0", "wsgi:app"]
+    done = run(args, production_env(tmp_path, **extra))
+    output = done.stdout + done.stderr
+    assert done.returncode == 2, output
+    assert "Traceback" not in output
+    assert "Booting worker" not in output
+    refusals = [line for line in output.splitlines() if line.startswith("idp: refusing")]
+    assert len(refusals) == 1 and variable in refusals[0], output
+
+
+def test_keys_rotate_on_an_empty_folder_says_what_it_did_and_nothing_else(tmp_path):
+    done = run(
+        [str(VENV_BIN / "flask"), "--app", "wsgi", "keys", "rotate"], production_env(tmp_path)
+    )
+    assert done.returncode == 0, done.stderr
+    assert "run `flask --app wsgi keys rotate` first" not in done.stderr
+    assert done.stdout.strip()  # the new kid
+    listed = run(
+        [str(VENV_BIN / "flask"), "--app", "wsgi", "keys", "list"], production_env(tmp_path)
+    )
+    assert done.stdout.strip() in listed.stdout
