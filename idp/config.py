@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import ipaddress
 import os
 import secrets
 import tempfile
@@ -53,6 +54,19 @@ def _color(value: str) -> str:
     ):
         raise ValueError(f"not a hex colour: {value!r}")
     return text
+
+
+def _networks(value: str) -> tuple[str, ...]:
+    """Comma-separated networks (CIDR), each checked; a catch-all is refused."""
+    networks = []
+    for item in (part.strip() for part in value.split(",")):
+        if not item:
+            continue
+        network = ipaddress.ip_network(item, strict=False)  # ValueError names the bad item
+        if network.prefixlen == 0:
+            raise ValueError(f"{item} exempts everyone: set IDP_RATELIMIT_ENABLED=false instead")
+        networks.append(str(network))
+    return tuple(networks)
 
 
 DEVELOPMENT = "development"
@@ -133,6 +147,9 @@ class Settings:
     login_failures_per_source: str = _setting(_rate_limit, "10 per 15 minutes")
     mails_per_address: str = _setting(_rate_limit, "5 per hour")
     ratelimit_prefix: str = _setting(str, "idp")
+    # Sources (a backend that signs users in on their behalf) the per-address route limits
+    # skip; the per-account throttles still hold for them.
+    ratelimit_exempt_networks: tuple[str, ...] = _setting(_networks, ())
     cors_origins: tuple[str, ...] = _setting(str, ())
     registration_privacy: bool = _setting(_bool, False)
     allow_memory_ratelimit: bool = _setting(_bool, False)

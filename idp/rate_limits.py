@@ -10,6 +10,7 @@ fails, limits fall back to process memory instead of failing open or refusing se
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import time
 
@@ -68,6 +69,18 @@ def init_app(app: Flask, settings: Settings) -> Limiter:
         in_memory_fallback_enabled=True,
         enabled=enabled,
     )
+    exempt = tuple(ipaddress.ip_network(network) for network in settings.ratelimit_exempt_networks)
+    if exempt:
+
+        @limiter.request_filter
+        def _exempt_source() -> bool:
+            # The address after the trusted-proxy rule, as every limit counts it.
+            try:
+                address = ipaddress.ip_address(request.remote_addr or "")
+            except ValueError:
+                return False
+            return any(address in network for network in exempt)
+
     if enabled:
         # Disabled, flask-limiter would still run each wrapped view's check (to find nothing):
         # a limiter that is off costs nothing instead.

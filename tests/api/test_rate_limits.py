@@ -337,3 +337,36 @@ def test_in_privacy_mode_a_full_wall_does_not_tell_a_taken_address_from_a_new_on
         answers[address] = login_from(client, f"203.0.113.{n}", address, "Attackers-Own-1")
     assert answers[taken].status_code == answers[fresh].status_code == 429
     assert answers[taken].json == answers[fresh].json
+
+
+def test_an_exempt_network_skips_the_route_limits_but_not_the_account_wall(make_app, mailbox):
+    # A backend that signs users in on their behalf from one address (IDP_RATELIMIT_EXEMPT_
+    # NETWORKS): the per-address limit does not stop it, the per-account wall still does.
+    app = make_app(
+        IDP_TRUSTED_PROXIES=1,
+        IDP_RATELIMIT_AUTH="3 per minute",
+        IDP_LOGIN_FAILURES_PER_ACCOUNT="4 per 15 minutes",
+        IDP_RATELIMIT_EXEMPT_NETWORKS="10.1.0.0/16, 2001:db8::/32",
+        **LIMITED,
+    )
+    client = app.test_client()
+    emails = [unique_email("exempt") for _ in range(4)]
+    for email in emails[:3]:
+        register_and_verify(client, mailbox, email)  # from 127.0.0.1: not exempt, yet within 3
+    signed_in = [emails[0], emails[1], emails[2], emails[0], emails[1]]
+    answers = [login_from(client, "10.1.7.9", email, PASSWORD).status_code for email in signed_in]
+    assert answers == [200] * 5
+    # Outside the networks the route limit holds.
+    outside = [login_from(client, "10.2.0.1", emails[0], PASSWORD).status_code for _ in range(4)]
+    assert outside == [200, 200, 200, 429]
+    # The account wall counts failures from the exempt source too.
+    failures = [login_from(client, "2001:db8::5", emails[3]).status_code for _ in range(5)]
+    assert failures[-1] == 429, failures
+
+
+@pytest.mark.parametrize("value", ["0.0.0.0/0", "::/0", "10.0.0.0/33", "not-a-network"])
+def test_a_catch_all_or_malformed_exempt_network_is_refused(make_app, value):
+    from idp.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="IDP_RATELIMIT_EXEMPT_NETWORKS"):
+        make_app(IDP_RATELIMIT_EXEMPT_NETWORKS=value)
