@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import unicodedata
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, ClassVar, TypeVar
 
 from email_validator import EmailNotValidError, validate_email
 from flask import request
@@ -12,6 +12,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from werkzeug.exceptions import BadRequest
 
 from idp.errors import MalformedRequest, UnsupportedMediaType, ValidationFailed
+from idp.services.passwords import password_policy_errors
 
 # Generous enough for any real password, small enough that nothing large reaches Argon2;
 # the policy (idp.services.passwords) applies the real maximum.
@@ -80,9 +81,13 @@ BearerLike = Annotated[str, Field(min_length=1, max_length=4096)]
 class Params(BaseModel):
     # Strict: "123" is not an int and 123 is not a string. Unknown fields are ignored.
     model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
+    # Fields holding a password being chosen: their policy is reported with the shape's errors.
+    new_password_fields: ClassVar[tuple[str, ...]] = ()
 
 
 class RegisterParams(Params):
+    new_password_fields = ("password",)
+
     email: Email
     password: Password
     first_name: Name
@@ -115,6 +120,8 @@ class LogoutParams(Params):
 
 
 class PasswordResetConfirmParams(Params):
+    new_password_fields = ("new_password",)
+
     token: Secret
     new_password: Password
 
@@ -124,11 +131,7 @@ P = TypeVar("P", bound=Params)
 
 def parse(params_class: type[P], *, body_optional: bool = False) -> P:
     """Parse the JSON body into a params object, or raise the matching 400/415 error."""
-    payload = _json_body(body_optional)
-    try:
-        return params_class.model_validate(payload)
-    except ValidationError as exc:
-        raise ValidationFailed(errors=_field_errors(exc)) from exc
+    return check(params_class, _json_body(body_optional))
 
 
 def _json_body(optional: bool) -> Any:
@@ -184,11 +187,21 @@ def _field_errors(exc: ValidationError) -> dict[str, list[str]]:
 
 
 def check(model: type[P], data: dict[str, Any]) -> P:
-    """Validate a form's fields with a request shape; raise ValidationFailed with field errors.
+    """Validate fields with a request shape; raise ValidationFailed with every field's errors.
 
-    The hosted pages take the same input as the API and hold it to the same rules.
+    The hosted pages take the same input as the API and hold it to the same rules. When other
+    fields are wrong, a new password's policy problems are reported with them, not on the
+    next try (the service checks the policy again, with the address, once the shape is right).
     """
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise ValidationFailed(errors=_field_errors(exc)) from exc
+        errors = _field_errors(exc)
+        for field in model.new_password_fields:
+            value = data.get(field)
+            if field not in errors and isinstance(value, str):
+                email = data.get("email") if isinstance(data.get("email"), str) else None
+                problems = password_policy_errors(value, email)
+                if problems:
+                    errors[field] = problems
+        raise ValidationFailed(errors=errors) from exc

@@ -220,3 +220,10 @@ def test_the_sign_in_page_links_to_sign_up_and_reset_keeping_the_request(browser
     assert 'href="/forgot-password"' in page.text
     signup = browser.get(f"/signup?interaction={interaction}")
     assert hidden(signup.text, "interaction") == interaction
+
+
+def test_the_sign_up_page_shows_every_fields_errors_at_once(browser):
+    answer = sign_up(browser, "not-an-address", password="short")
+    assert answer.status_code == 400
+    assert 'id="email-error" role="alert"' in answer.text
+    assert 'id="password-error" role="alert"' in answer.text

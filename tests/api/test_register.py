@@ -182,3 +182,22 @@ def test_look_alike_spellings_cannot_create_a_second_account(app, client, look_a
     assert register(client, look_alike).status_code in (400, 409)
     with app.app_context():
         assert db.session.scalar(select(func.count()).select_from(User)) == 1
+
+
+def test_every_fields_errors_come_at_once_the_password_policy_included(client):
+    response = client.post(
+        f"{API}/register/",
+        json={"email": "not-an-address", "password": "short", "first_name": "", "last_name": "L"},
+    )
+    assert response.status_code == 400
+    errors = response.json["errors"]
+    assert set(errors) == {"email", "first_name", "password"}
+    assert "Password must contain an uppercase letter." in errors["password"]
+
+
+def test_a_reset_confirmation_reports_a_weak_password_with_a_malformed_token(client):
+    response = client.post(
+        f"{API}/password-reset-confirm/", json={"token": "?", "new_password": "short"}
+    )
+    assert response.status_code == 400
+    assert set(response.json["errors"]) == {"token", "new_password"}
