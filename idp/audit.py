@@ -97,7 +97,11 @@ EVENTS: dict[str, Event] = {
         "RFC 7009 revocation (kind: access or refresh)", "success", "kind client_id session_id jti"
     ),
     "client.auth_failure": _event(
-        "a confidential client presented a wrong secret", "failure", "client_id", "bad_secret"
+        "a client failed to authenticate: a wrong secret, an unknown client_id, a method its "
+        "registration does not allow, or no credentials at all",
+        "failure",
+        "client_id",
+        "bad_secret unknown_client wrong_method missing_credentials",
     ),
     "client.created": _event("an OAuth client was created", "success", "client_id scope"),
     "client.deleted": _event("an OAuth client was deleted", "success", "client_id"),

@@ -15,8 +15,10 @@ from authlib.oauth2.rfc6749.authenticate_client import (
     authenticate_none,
 )
 from authlib.oauth2.rfc6749.errors import InvalidClientError
+from flask import g
 
 from idp.oauth.clients import Client
+from idp.services import clients as client_service
 
 
 def _unknown_is_unauthenticated(method: Any, query_client: Any, request: Any) -> Client | None:
@@ -30,7 +32,22 @@ def _unknown_is_unauthenticated(method: Any, query_client: Any, request: Any) ->
     try:
         return method(query_client, request)
     except InvalidClientError:
+        # Authlib raises it here only for a client_id that names no live client.
+        client_service.record_auth_failure(presented_client_id(request), "unknown_client")
+        g.client_auth_failure_recorded = True
         return None
+
+
+def presented_client_id(request: Any) -> str | None:
+    """The client_id a request names, in its Basic header or its form, if it names one."""
+    parts = request.headers.get("Authorization", "").split(None, 1)
+    if len(parts) == 2 and parts[0].lower() == "basic":
+        try:
+            return base64.b64decode(parts[1]).decode("utf-8").partition(":")[0] or None
+        except ValueError:
+            return None
+    client_id = request.form.get("client_id")
+    return client_id if isinstance(client_id, str) and client_id else None
 
 
 def authenticate_basic(query_client: Any, request: Any) -> Client | None:

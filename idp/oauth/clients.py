@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from authlib.oauth2.rfc6749 import ClientMixin
+from flask import g
 
 from idp.services import clients as client_service
 
@@ -84,7 +85,10 @@ class Client(ClientMixin):
         return isinstance(uri, str) and uri in self.post_logout_redirect_uris
 
     def check_client_secret(self, client_secret: str) -> bool:
-        return client_service.check_client_secret(self.client_id, self.row, client_secret)
+        matched = client_service.check_client_secret(self.client_id, self.row, client_secret)
+        if not matched:
+            g.client_auth_failure_recorded = True  # the service wrote its audit line
+        return matched
 
     def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
         if self.is_confidential:

@@ -6,15 +6,22 @@ from typing import Any
 
 from authlib.integrations.flask_oauth2 import AuthorizationServer
 from authlib.oauth2.rfc6749 import OAuth2Request
-from flask import Flask, current_app
+from authlib.oauth2.rfc6749.errors import InvalidClientError
+from flask import Flask, current_app, g
 
 from idp.oauth.authorization_code import AuthorizationCodeGrant, IDToken, S256CodeChallenge
-from idp.oauth.client_auth import authenticate_basic, authenticate_post, authenticate_public
+from idp.oauth.client_auth import (
+    authenticate_basic,
+    authenticate_post,
+    authenticate_public,
+    presented_client_id,
+)
 from idp.oauth.client_credentials import ClientCredentialsGrant
 from idp.oauth.clients import Client
 from idp.oauth.introspection import IntrospectionEndpoint
 from idp.oauth.refresh_token import RefreshTokenGrant
 from idp.oauth.revocation import RevocationEndpoint
+from idp.services import clients as client_service
 from idp.services.registry import get_services
 from idp.services.sessions import API_SCOPE
 
@@ -38,7 +45,20 @@ def save_token(token: dict[str, Any], request: Any) -> None:
 
 
 class Server(AuthorizationServer):
-    """Authlib's Flask server, which also takes a request we built (a resumed authorization)."""
+    """Authlib's Flask server, which also takes a request we built (a resumed authorization),
+    and audits every failed client authentication."""
+
+    def authenticate_client(self, request: Any, methods: Any, endpoint: str = "token") -> Any:
+        try:
+            return super().authenticate_client(request, methods, endpoint)
+        except InvalidClientError:
+            # A wrong secret and an unknown client_id were audited where they were found;
+            # what is left is a method the client may not use, or no credentials at all.
+            if not g.get("client_auth_failure_recorded"):
+                client_id = presented_client_id(request)
+                reason = "wrong_method" if client_id else "missing_credentials"
+                client_service.record_auth_failure(client_id, reason)
+            raise
 
     def create_oauth2_request(self, request: Any) -> OAuth2Request:
         # Authlib's Flask server always reads flask.request, whatever it is handed; an

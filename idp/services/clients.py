@@ -260,6 +260,13 @@ def check_client_secret(client_id: str, client: Any | None, secret: str) -> bool
     return matched
 
 
+def record_auth_failure(client_id: Any, reason: str) -> None:
+    """Audit a failed client authentication that no secret check saw (unknown client, a method
+    the client may not use, no credentials); the presented id is cut to a column's length."""
+    shown = client_id[:64] if isinstance(client_id, str) and client_id else None
+    audit.record("client.auth_failure", "failure", client_id=shown, reason=reason)
+
+
 def delete_client(client_id: str, now: datetime) -> None:
     """Mark a client deleted: it can no longer authenticate and its tokens stop verifying."""
     client = find_client_for_admin(client_id)
