@@ -90,10 +90,13 @@ def _serializer() -> URLSafeTimedSerializer:
     return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt=INTERACTION_SALT)
 
 
-def request_parameters(values: Any) -> dict[str, str] | Response:
-    """The request's authorization parameters, or the error page for a malformed request."""
+def request_parameters(
+    values: Any, names: tuple[str, ...] = PARAMETERS, limit: int = PARAMETER_MAX
+) -> dict[str, str] | Response:
+    """A browser request's OAuth parameters (`names`), or the error page for a malformed one:
+    a repeated parameter, or one too long or not printable ASCII."""
     params: dict[str, str] = {}
-    for name in PARAMETERS:
+    for name in names:
         given = values.getlist(name)
         if len(given) > 1:
             return error_page(f"The parameter {name} is repeated.", 400)
@@ -102,7 +105,7 @@ def request_parameters(values: Any) -> dict[str, str] | Response:
             # RFC 6749 A: the parameters are printable ASCII (a redirect URI too, encoded).
             # Only the login hint, an address the user may write in any script, is not.
             printable = name == "login_hint" or all(" " <= ch <= "~" for ch in value)
-            if len(value) > PARAMETER_MAX or "\x00" in value or not printable:
+            if len(value) > limit or "\x00" in value or not printable:
                 return error_page(f"The parameter {name} is too long or malformed.", 400)
             params[name] = value
     return params

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from flask import Blueprint, Response, current_app, request
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
 from idp.clock import utcnow
 from idp.http.cookies import clear_session_cookie, read_session_cookie
 from idp.oauth.authorize import Interaction, authorize, request_parameters
-from idp.oauth.logout import LogoutRequestError, check_logout_request
+from idp.oauth.logout import HINT_MAX, LogoutRequestError, check_logout_request
 from idp.pages.forms import SignOutForm
 from idp.pages.guard import refuse_cross_site_posts
 from idp.pages.render import error_page, render_page, see_other
@@ -53,7 +51,7 @@ def authorize_continue() -> Response:
 
 @bp.get("/oauth/logout")
 def logout_view() -> Response:
-    params = logout_parameters(request.args)
+    params = request_parameters(request.args, LOGOUT_PARAMETERS, HINT_MAX)
     if isinstance(params, Response):
         return params
     return _logout(params, confirmed=False)
@@ -64,7 +62,7 @@ def logout_confirmed() -> Response:
     if "csrf_token" not in request.form and "logout" not in request.form:
         # RP-Initiated Logout 1.0 2: an app may POST its logout request (form-encoded). Such a
         # cross-site POST carries no SameSite=Lax cookie, so it can only ever ask.
-        params = logout_parameters(request.form)
+        params = request_parameters(request.form, LOGOUT_PARAMETERS, HINT_MAX)
         if isinstance(params, Response):
             return params
         return _logout(params, confirmed=False)
@@ -82,18 +80,6 @@ def logout_confirmed() -> Response:
     except BadSignature:
         return error_page(FORM_EXPIRED, 400)
     return _logout(params, confirmed=True)
-
-
-def logout_parameters(values: Any) -> dict[str, str] | Response:
-    """The logout request's parameters, or the error page when one is repeated."""
-    params: dict[str, str] = {}
-    for name in LOGOUT_PARAMETERS:
-        given = values.getlist(name)
-        if len(given) > 1:
-            return error_page(f"The parameter {name} is repeated.", 400)
-        if given and given[0]:
-            params[name] = given[0]
-    return params
 
 
 def _logout(params: dict[str, str], confirmed: bool) -> Response:
