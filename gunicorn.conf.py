@@ -6,8 +6,10 @@ Command-line flags and GUNICORN_CMD_ARGS override anything here.
 import os
 import sys
 
-# Requests carry no tokens in URLs, but log the path without the query string all the same.
-access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(L)ss "%(a)s"'
+# One log (idp.logs): gunicorn's own lines in IDP_LOG_FORMAT too (JSON unless told otherwise),
+# and an access line per request, on by default, with the request id and no query string.
+logger_class = "idp.logs.GunicornLogger"
+accesslog = "-"
 # A request that needs longer than this is stuck (SMTP is bounded by IDP_MAIL_TIMEOUT).
 timeout = 30
 graceful_timeout = 30

@@ -11,8 +11,8 @@ from typing import Any
 
 from flask import Flask
 
-from idp import audit, cli, database, http, rate_limits
-from idp.config import PRODUCTION, flask_config, load_settings
+from idp import audit, cli, database, http, logs, rate_limits
+from idp.config import PRODUCTION, Settings, flask_config, load_settings
 from idp.errors import ConfigurationError, SigningKeyError
 from idp.extensions import mail
 from idp.oauth.server import config_oauth
@@ -23,14 +23,12 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 log = logging.getLogger(__name__)
 
 
-def _configure_logging(level: str) -> None:
-    """Give the idp loggers a stderr handler unless the host (gunicorn, pytest) set one up."""
-    logger = logging.getLogger("idp")
-    logger.setLevel(level.upper())
-    if not logger.handlers and not logging.getLogger().handlers:
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-        logger.addHandler(handler)
+def _log_format(settings: Settings) -> str:
+    """IDP_LOG_FORMAT, or its default: readable text under `flask run`, JSON elsewhere."""
+    if settings.log_format:
+        return settings.log_format
+    running = os.environ.get("FLASK_RUN_FROM_CLI") == "true" and "run" in sys.argv[1:]
+    return logs.TEXT if running else logs.JSON
 
 
 def check_before_serving(instance_path: str) -> None:
@@ -77,8 +75,8 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     app.config.from_mapping(flask_config(settings))
     app.config["IDP"] = settings
     app.json.sort_keys = False  # type: ignore[attr-defined]
-    _configure_logging(settings.log_level)
-    audit.init_app(app)
+    logs.configure(_log_format(settings), settings.log_level)
+    audit.init_app(app, settings.audit_log)
 
     database.init_app(app, str(PROJECT_ROOT / "migrations"))
     mail.init_app(app)

@@ -22,6 +22,7 @@ from typing import Any
 from flask import Flask, current_app, g, has_request_context, request
 
 from idp.clock import utcnow
+from idp.logs import JSONFormatter
 
 LOGGER_NAME = "idp.audit"
 logger = logging.getLogger(LOGGER_NAME)
@@ -175,7 +176,17 @@ FORBIDDEN_NAME_PARTS = (
     "credential",
 )
 _RESERVED = frozenset(
-    {"ts", "event", "outcome", "actor", "request_id", "client_address", "user_id", "email_hash"}
+    {
+        "ts",
+        "event",
+        "outcome",
+        "actor",
+        "request_id",
+        "client_address",
+        "command",
+        "user_id",
+        "email_hash",
+    }
 )
 _SCALARS = (str, int, float, bool, type(None))
 # Third-party loggers that write issued tokens at DEBUG (Authlib: "Issue token {...} to ...").
@@ -188,36 +199,25 @@ _carried_origin: ContextVar[dict[str, str | None] | None] = ContextVar(
 )
 
 
-def init_app(app: Flask) -> None:
-    """Write audit lines to stderr as JSON unless the host (gunicorn, pytest) set up logging."""
+def init_app(app: Flask, audit_log: str | None = None) -> None:
+    """Audit lines go with the other logs (idp.logs), or to `audit_log` (IDP_AUDIT_LOG)."""
     # Audit lines are INFO whatever IDP_LOG_LEVEL says about the other idp loggers.
     logger.setLevel(logging.INFO)
-    if not logger.handlers and not logging.getLogger().handlers:
-        handler = logging.StreamHandler()
+    for handler in [h for h in logger.handlers if getattr(h, "_idp_audit_file", False)]:
+        logger.removeHandler(handler)
+        handler.close()
+    if audit_log:
+        handler = logging.FileHandler(audit_log, encoding="utf-8")
         handler.setFormatter(JSONFormatter())
+        handler._idp_audit_file = True  # type: ignore[attr-defined]
         logger.addHandler(handler)
-        # The JSON line is the record; the plain-text `idp` handler would print it twice.
-        logger.propagate = False
+        logger.propagate = False  # the file is the audit log; stderr has the rest
+    else:
+        logger.propagate = True
     for name in TOKEN_LOGGING_LIBRARIES:
         library = logging.getLogger(name)
         if library.level < logging.INFO:  # NOTSET included: it would follow the root down
             library.setLevel(logging.INFO)
-
-
-class JSONFormatter(logging.Formatter):
-    """Format an audit record as its JSON line (anything else logged here as JSON too)."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        if hasattr(record, "audit"):
-            return record.getMessage()
-        return _dumps(
-            {
-                "ts": _timestamp(),
-                "level": record.levelname,
-                "logger": record.name,
-                "message": record.getMessage(),
-            }
-        )
 
 
 def record(
@@ -262,6 +262,16 @@ def _check_field(name: str, value: object) -> None:
         raise TypeError(f"audit field {name!r} must be a plain value, not {type(value).__name__}")
 
 
+def _command() -> str | None:
+    """The operator's command (`keys rotate`), without the program's name."""
+    import click
+
+    context = click.get_current_context(silent=True)
+    if context is None:
+        return None
+    return " ".join(context.command_path.split()[1:]) or None
+
+
 def origin() -> dict[str, str | None]:
     """Who caused the current work: the request's id and address, or the CLI."""
     carried = _carried_origin.get()
@@ -273,7 +283,7 @@ def origin() -> dict[str, str | None]:
             "request_id": g.get("request_id"),
             "client_address": request.remote_addr,
         }
-    return {"actor": "cli", "request_id": None, "client_address": None}
+    return {"actor": "cli", "request_id": None, "client_address": None, "command": _command()}
 
 
 @contextmanager

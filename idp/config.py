@@ -56,6 +56,13 @@ def _color(value: str) -> str:
     return text
 
 
+def _log_format(value: str) -> str:
+    lowered = value.strip().lower()
+    if lowered not in ("json", "text"):
+        raise ValueError(f"must be json or text, not {value!r}")
+    return lowered
+
+
 def _networks(value: str) -> tuple[str, ...]:
     """Comma-separated networks (CIDR), each checked; a catch-all is refused."""
     networks = []
@@ -138,6 +145,10 @@ class Settings:
     argon2_parallelism: int = _setting(_int, 4, (1, 16))
     argon2_max_concurrent: int = _setting(_int, 2, (1, 64))
     log_level: str = _setting(str, "INFO")
+    # json (one object per line) or text; unset: text under `flask run`, json everywhere else.
+    log_format: str | None = _setting(_log_format, None)
+    # Audit lines go to this file (appended, JSON) instead of stderr with the other logs.
+    audit_log: str | None = _setting(str, None)
     ratelimit_enabled: bool = _setting(_bool, True)
     ratelimit_auth: str = _setting(_rate_limit, "5 per minute")
     ratelimit_session: str = _setting(_rate_limit, "30 per minute")

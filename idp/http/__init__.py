@@ -7,6 +7,7 @@ by each surface (idp.http.surfaces.Surface) where it is defined; what is here ho
 from __future__ import annotations
 
 import logging
+import re
 import secrets
 
 from flask import Flask, Response, current_app, g, request
@@ -31,6 +32,8 @@ from idp.rate_limits import seconds_until_reset
 
 # The name the operators' log filters know (and the tests look for).
 log = logging.getLogger("idp.http")
+# What a proxy's X-Request-ID may look like to be kept (a UUID, a hex or base64url token).
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{8,64}")
 
 __all__ = ["Surface", "init_app", "register_surfaces"]
 
@@ -92,7 +95,12 @@ def _end_transaction(response: Response) -> Response:
 
 
 def _assign_request_id() -> None:
-    g.request_id = secrets.token_hex(8)
+    # A trusted proxy's id joins our lines to its own; anything else gets a new one.
+    given = request.headers.get("X-Request-ID", "")
+    if current_app.config["IDP"].trusted_proxies and _REQUEST_ID.fullmatch(given):
+        g.request_id = given
+    else:
+        g.request_id = secrets.token_hex(8)
 
 
 def _security_headers(response: Response) -> Response:

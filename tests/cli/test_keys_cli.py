@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -169,3 +170,14 @@ def test_cli_refuses_to_activate_the_active_key(keys_app, tmp_path):
 
     assert result.exit_code != 0
     assert "only staged or verify-only" in result.output
+
+
+def test_a_commands_audit_line_names_the_command(runner, audit_output):
+    result = runner.invoke(args=["keys", "rotate"])
+    assert result.exit_code == 0, result.output
+    (event,) = [json.loads(line) for line in audit_output.getvalue().splitlines()]
+    assert (event["event"], event["actor"], event["command"]) == (
+        "key.rotated",
+        "cli",
+        "keys rotate",
+    )

@@ -198,23 +198,6 @@ def test_work_done_after_a_request_keeps_its_origin(app, audit_output):
     assert bare["actor"] == "cli" and bare["request_id"] is None
 
 
-def test_init_app_writes_json_lines_to_stderr_when_the_host_set_up_no_logging(app, monkeypatch):
-    monkeypatch.setattr(logging.getLogger(), "handlers", [])
-    monkeypatch.setattr(audit.logger, "handlers", [])
-    monkeypatch.setattr(audit.logger, "propagate", True)
-
-    audit.init_app(app)
-    (handler,) = audit.logger.handlers
-    assert isinstance(handler.formatter, audit.JSONFormatter)
-    # The `idp` text handler would repeat every line.
-    assert audit.logger.propagate is False
-    handler.setStream(io.StringIO())
-    with app.app_context():
-        audit.record("key.rotated", "success", kid="k", staged=False)
-    line = handler.stream.getvalue()
-    assert json.loads(line)["event"] == "key.rotated" and line.endswith("}\n")
-
-
 def test_init_app_leaves_a_host_logging_setup_alone(app, monkeypatch):
     monkeypatch.setattr(audit.logger, "handlers", [])
     assert logging.getLogger().handlers  # pytest's own
