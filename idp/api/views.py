@@ -104,7 +104,12 @@ def refresh() -> tuple[Response, int]:
 def logout() -> tuple[Response, int]:
     params = parse(LogoutParams, body_optional=True)
     header_token = bearer_token()
-    access = verify_request_token(header_token or params.token, None, user_required=True)
+    access = verify_request_token(
+        header_token or params.token,
+        None,
+        user_required=True,
+        client_id=get_services().settings.api_client_id,
+    )
     get_services().sessions.logout(
         access, header_token, params.token, params.refresh_token, utcnow()
     )
@@ -126,13 +131,13 @@ def password_reset_confirm() -> tuple[Response, int]:
 
 
 @bp.get("/verify-token/")
-@require_token()
+@require_token(own_client=True)
 def verify_token() -> tuple[Response, int]:
     return envelope.success("Token is valid.", {"user": user_json(g.access_token.user)})
 
 
 @bp.get("/consents/")
-@require_token()
+@require_token(own_client=True)
 def consents() -> tuple[Response, int]:
     user = g.access_token.user
     approved = get_services().authorizations.list_consents(user.id)
@@ -153,7 +158,7 @@ def consents() -> tuple[Response, int]:
 
 
 @bp.delete("/consents/<client_id>/")
-@require_token()
+@require_token(own_client=True)
 def withdraw_consent(client_id: str) -> tuple[Response, int]:
     get_services().authorizations.withdraw_consent(g.access_token.user, client_id, utcnow())
     return envelope.success("Approval withdrawn. The application was signed out.")

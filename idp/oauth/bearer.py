@@ -28,29 +28,41 @@ def bearer_token() -> str | None:
     return token
 
 
-def verify_request_token(token: str | None, scope: str | None, user_required: bool) -> AccessToken:
-    """Verify a presented token for the current request and keep it in `g.access_token`."""
+def verify_request_token(
+    token: str | None, scope: str | None, user_required: bool, client_id: str | None = None
+) -> AccessToken:
+    """Verify a presented token for the current request and keep it in `g.access_token`.
+
+    With `client_id`, only a token issued to that client will do.
+    """
     if token is None:
         raise MissingAccessToken()
     verified = get_services().access_tokens.verify(token, utcnow())
     if user_required and verified.user is None:
         raise InvalidAccessToken("This endpoint needs a user's access token.")
+    if client_id is not None and verified.claims["client_id"] != client_id:
+        # Another app's token for the same user is not a key to the user's account.
+        raise InvalidAccessToken("This endpoint takes the API's own access tokens.")
     if scope and not set(scope.split()) <= verified.scopes:
         raise InsufficientScope(scope)
     g.access_token = verified
     return verified
 
 
-def require_token(scope: str | None = None, *, user_required: bool = True) -> Callable[[F], F]:
+def require_token(
+    scope: str | None = None, *, user_required: bool = True, own_client: bool = False
+) -> Callable[[F], F]:
     """Refuse the request unless it carries a live access token granting `scope`.
 
-    The verified token is in `g.access_token` (its user in `g.access_token.user`).
+    `own_client`: only a token of the API's own client (IDP_API_CLIENT_ID) will do. The verified
+    token is in `g.access_token` (its user in `g.access_token.user`).
     """
 
     def decorator(view: F) -> F:
         @wraps(view)
         def wrapped(*args: Any, **kwargs: Any) -> Any:
-            verify_request_token(bearer_token(), scope, user_required)
+            client_id = get_services().settings.api_client_id if own_client else None
+            verify_request_token(bearer_token(), scope, user_required, client_id)
             return view(*args, **kwargs)
 
         return wrapped  # type: ignore[return-value]

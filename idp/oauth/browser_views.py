@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, current_app, request
+from urllib.parse import urlencode
+
+from flask import Blueprint, Response, current_app, request, url_for
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
 from idp.clock import utcnow
@@ -32,6 +34,8 @@ def authorize_view() -> Response:
     params = request_parameters(values)
     if isinstance(params, Response):
         return params
+    if request.method == "POST" and read_session_cookie() is None:
+        return _as_get("oauth_browser.authorize_view", params)
     now = utcnow()
     session = get_services().browser_sessions.find(read_session_cookie(), now)
     return authorize(params, session, now)
@@ -60,11 +64,12 @@ def logout_view() -> Response:
 @bp.post("/oauth/logout")
 def logout_confirmed() -> Response:
     if "csrf_token" not in request.form and "logout" not in request.form:
-        # RP-Initiated Logout 1.0 2: an app may POST its logout request (form-encoded). Such a
-        # cross-site POST carries no SameSite=Lax cookie, so it can only ever ask.
+        # RP-Initiated Logout 1.0 2: an app may POST its logout request (form-encoded).
         params = request_parameters(request.form, LOGOUT_PARAMETERS, HINT_MAX)
         if isinstance(params, Response):
             return params
+        if read_session_cookie() is None:
+            return _as_get("oauth_browser.logout_view", params)
         return _logout(params, confirmed=False)
     # The user's answer on our confirmation page: our own form, from our own origin.
     refuse_cross_site_posts()
@@ -98,6 +103,17 @@ def _logout(params: dict[str, str], confirmed: bool) -> Response:
         return _signed_out(checked.final_redirect())
     form = SignOutForm(logout=_serializer().dumps(params))
     return render_page("sign_out.html", form=form, email=session.user.email)
+
+
+def _as_get(endpoint: str, params: dict[str, str]) -> Response:
+    """Send a cookie-less POST on as the same GET.
+
+    An app's form POST comes from its own site, so the browser sends no SameSite=Lax cookie
+    with it, and idp would not see the sign-in it is about: SSO would not apply, and a sign-out
+    would end nothing while saying it had. The browser follows a 303 with a top-level GET,
+    which does carry the cookie.
+    """
+    return see_other(f"{url_for(endpoint)}?{urlencode(params)}")
 
 
 def _signed_out(target: str | None) -> Response:

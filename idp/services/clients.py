@@ -76,6 +76,12 @@ def create_client(
     resources = [_checked_audience(audience) for audience in dict.fromkeys(audiences)]
     if introspect and kind == PUBLIC:
         raise ClientCommandError("a public client cannot authenticate, so cannot introspect")
+    if introspect and not resources:
+        # Without one it would see every token of the default audience, every app's included.
+        raise ClientCommandError(
+            "a resource server names the audience it serves (--audience URI; the issuer for "
+            "tokens meant for idp itself)"
+        )
     if not name.strip():
         raise ClientCommandError("a client needs a name")
     # The name is printed by `clients list`: a newline, escape sequence or bidi override in it

@@ -90,9 +90,9 @@ def test_introspection_shows_a_token_only_to_a_resource_server_of_its_audience(a
     assert introspect(client, not_allowed, token) == {"active": False}
 
 
-def test_a_default_audience_resource_server_sees_default_audience_tokens(app, client):
+def test_a_resource_server_of_idps_own_audience_sees_default_audience_tokens(app, client):
     caller = register(app, "job")
-    server = register(app, "api", introspect=True)
+    server = register(app, "api", introspect=True, audiences=[ISSUER])
     other = register(app, "api b", audiences=[API_B], introspect=True)
     token = client_token(client, caller).json["access_token"]
     assert introspect(client, server, token)["active"] is True
@@ -211,3 +211,9 @@ def test_a_resource_server_sees_a_code_flow_token_meant_for_it_and_no_other(app,
     token = code_tokens(client, relying, signed_in).json["access_token"]
     assert introspect(client, server_a, token)["sub"]
     assert introspect(client, server_b, token) == {"active": False}
+
+
+def test_a_resource_server_must_name_its_audience(app):
+    # Without one it would see every token of the default audience, every app's included.
+    with app.app_context(), pytest.raises(ClientCommandError, match="--audience"):
+        create_client("api", "read", utcnow(), introspect=True)

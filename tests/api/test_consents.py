@@ -64,3 +64,27 @@ def test_one_user_cannot_withdraw_another_users_approval(app, client, mailbox):
     assert answer.status_code == 404
     mine = bearer(login(client, owner).json["data"]["token"])
     assert len(client.get(f"{API}/consents/", headers=mine).json["data"]["consents"]) == 1
+
+
+def test_another_apps_token_is_not_a_key_to_the_users_account(app, client, mailbox):
+    # An app the user approved for openid alone must not read their profile through the API,
+    # list their other apps or sign them out of one.
+    email = unique_email("key")
+    register_and_verify(client, mailbox, email)
+    good = register_app(app, public=True, name="Good App")
+    evil = register_app(app, public=True, name="Evil App")
+    for relying in (good, evil):
+        verifier, challenge = pkce()
+        landed = follow_to_app(client, start(client, authorize_params(relying, challenge)), email)
+        code = query_of(landed.headers["Location"])["code"]
+        tokens = redeem(client, relying, code, verifier).json
+    evil_token = bearer(tokens["access_token"])
+    assert client.get(f"{API}/verify-token/", headers=evil_token).status_code == 401
+    assert client.get(f"{API}/consents/", headers=evil_token).status_code == 401
+    withdrawn = client.delete(f"{API}/consents/{good.client_id}/", headers=evil_token)
+    assert withdrawn.status_code == 401
+    assert client.post(f"{API}/logout/", headers=evil_token).status_code == 401
+    own = bearer(login(client, email).json["data"]["token"])
+    assert len(client.get(f"{API}/consents/", headers=own).json["data"]["consents"]) == 2
+    # userinfo is where an app reads what the user granted it.
+    assert client.get("/oauth/userinfo", headers=evil_token).status_code == 200

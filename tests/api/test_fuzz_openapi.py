@@ -34,6 +34,7 @@ from werkzeug.datastructures import Authorization
 from idp import transaction
 from idp.clock import utcnow
 from idp.services.clients import create_client
+from tests.conftest import ISSUER
 from tests.flows import PASSWORD, register_and_verify, unique_email
 
 CHECKS = [
@@ -93,7 +94,7 @@ def test_every_operation_answers_as_documented(case, fuzz_app, caplog):
 @pytest.fixture
 def basic_auth(fuzz_app: Flask) -> dict[str, str]:
     with fuzz_app.app_context():
-        created = create_client("fuzz", "read write", utcnow(), introspect=True)
+        created = create_client("fuzz", "read write", utcnow(), introspect=True, audiences=[ISSUER])
         transaction.commit()  # the caller owns the commit (a CLI command does)
         credentials = {"username": created.client.client_id, "password": created.client_secret}
     return {"Authorization": Authorization("basic", credentials).to_header()}

@@ -52,7 +52,8 @@ def new_client(
 ) -> Credentials:
     """A service client; by default a resource server too (it may introspect)."""
     with app.app_context():
-        created = create_client(name, scope, utcnow(), introspect=introspect)
+        audiences = [ISSUER] if introspect else []
+        created = create_client(name, scope, utcnow(), introspect=introspect, audiences=audiences)
         transaction.commit()  # the caller owns the commit (a CLI command does)
         return Credentials(created.client.client_id, created.client_secret)
 

@@ -24,6 +24,7 @@ from referencing.jsonschema import DRAFT202012
 from idp import transaction
 from idp.clock import utcnow
 from idp.services.clients import create_client
+from tests.conftest import ISSUER
 from tests.flows import API, API_CLIENT_ID, PASSWORD, register_and_verify, settle, unique_email
 from tests.oidc_flows import (
     LOGOUT_URI,
@@ -274,7 +275,7 @@ def refused_bodies(api: Caller, limit: int) -> None:
 def oauth_journey(app: Flask, api: Caller, mailbox: Any) -> None:
     """Tokens for a confidential client and the public one; introspection and revocation."""
     with app.app_context():
-        created = create_client("svc", "read write", utcnow(), introspect=True)
+        created = create_client("svc", "read write", utcnow(), introspect=True, audiences=[ISSUER])
         transaction.commit()  # the caller owns the commit (a CLI command does)
         basic = (created.client.client_id, created.client_secret)
     bad_basic = (created.client.client_id, "nope")
