@@ -36,6 +36,45 @@ def check_before_serving(instance_path: str) -> None:
     before it forks a worker (gunicorn.conf.py), so a refusal is said once."""
     settings = load_settings(instance_path)
     _prepare_signing_key(KeyStore(settings.keys_dir, settings.keys_reload_interval), settings.env)
+    _refuse_an_unmigrated_database(settings)
+
+
+def _refuse_an_unmigrated_database(settings: Settings) -> None:
+    """A database that answers but is not at the migrations' head is refused before serving.
+
+    One that does not answer is not: the server starts, says 503 and reports it at /readyz,
+    and recovers when the database is back.
+    """
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from idp.services.readiness import migrations_head
+
+    head = migrations_head(PROJECT_ROOT / "migrations" / "versions")
+    options = (
+        {"connect_args": {"connect_timeout": 3}} if "postgresql" in settings.database_url else {}
+    )
+    engine = create_engine(settings.database_url, **options)
+    try:
+        with engine.connect() as connection:
+            try:
+                current = connection.execute(
+                    text("SELECT version_num FROM alembic_version")
+                ).scalar()
+            except SQLAlchemyError:
+                current = None
+    except SQLAlchemyError as exc:
+        log.warning(
+            "database not reachable at start (%s); serving 503 until it is", type(exc).__name__
+        )
+        return
+    finally:
+        engine.dispose()
+    if current != head:
+        raise ConfigurationError(
+            f"the database is at schema {current or 'none (never migrated)'}, the code at {head}: "
+            "run `flask --app wsgi db upgrade` first"
+        )
 
 
 def _prepare_signing_key(keys: KeyStore, environment: str) -> None:

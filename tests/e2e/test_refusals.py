@@ -80,3 +80,16 @@ def test_keys_rotate_on_an_empty_folder_says_what_it_did_and_nothing_else(tmp_pa
         [str(VENV_BIN / "flask"), "--app", "wsgi", "keys", "list"], production_env(tmp_path)
     )
     assert done.stdout.strip() in listed.stdout
+
+
+def test_gunicorn_refuses_a_database_that_was_never_migrated(tmp_path):
+    env = production_env(tmp_path)
+    created = run([str(VENV_BIN / "flask"), "--app", "wsgi", "keys", "rotate"], env)
+    assert created.returncode == 0, created.stderr
+    args = [str(VENV_BIN / "gunicorn"), "-w", "2", "-b", "127.0.0.1:0", "wsgi:app"]
+    done = run(args, env)
+    output = done.stdout + done.stderr
+    assert done.returncode == 2, output
+    assert "Booting worker" not in output and "Traceback" not in output
+    (refusal,) = [line for line in output.splitlines() if line.startswith("idp: refusing")]
+    assert "db upgrade" in refusal and "never migrated" in refusal
