@@ -15,6 +15,7 @@ from idp import audit, cli, database, http, logs, rate_limits
 from idp.config import PRODUCTION, Settings, flask_config, load_settings
 from idp.errors import ConfigurationError, SigningKeyError
 from idp.extensions import mail
+from idp.metrics import instrument
 from idp.oauth.server import config_oauth
 from idp.services import registry
 from idp.services.keys import KeyStore
@@ -122,12 +123,18 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     services = registry.init_app(app, settings)
     _prepare_signing_key(services.keys, settings.env)
     config_oauth(app)
+    # First of the request hooks, so that it times and counts what the others do too.
+    instrument.init_app(app, requests=bool(settings.metrics_token or settings.metrics_bind))
 
     from idp import api, oauth, probes
+    from idp.metrics import views as metrics_views
     from idp.pages.surface import SURFACE as PAGES
 
     # Each surface brings its blueprints and its HTTP policy (errors, CSP, caching, CORS).
-    http.register_surfaces(app, (api.SURFACE, oauth.SURFACE, PAGES, probes.SURFACE))
+    surfaces = [api.SURFACE, oauth.SURFACE, PAGES, probes.SURFACE]
+    if settings.metrics_token:
+        surfaces.append(metrics_views.SURFACE)
+    http.register_surfaces(app, surfaces)
     rate_limits.init_app(app, settings)
     http.init_app(app)
     cli.init_app(app)

@@ -21,6 +21,7 @@ from typing import Any
 
 from flask import Flask, current_app, g, has_request_context, request
 
+from idp import metrics
 from idp.clock import utcnow
 from idp.logs import JSONFormatter
 
@@ -249,6 +250,7 @@ def record(
     payload.update(fields)
     level = logging.INFO if outcome == "success" else logging.WARNING
     logger.log(level, _dumps(payload), extra={"audit": payload})
+    metrics.observe_audit(event, outcome, fields)
 
 
 def _check_field(name: str, value: object) -> None:

@@ -76,6 +76,49 @@ def _networks(value: str) -> tuple[str, ...]:
     return tuple(networks)
 
 
+MIN_METRICS_TOKEN_LENGTH = 32
+
+
+def _metrics_token(value: str) -> str:
+    """A bearer secret for GET /metrics: long, and nothing a header would mangle."""
+    token = value.strip()
+    if len(token) < MIN_METRICS_TOKEN_LENGTH:
+        raise ValueError(
+            f"must be at least {MIN_METRICS_TOKEN_LENGTH} characters; make one with "
+            "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
+        )
+    if not all("!" <= ch <= "~" for ch in token):
+        raise ValueError("must be printable ASCII without spaces")
+    return token
+
+
+def _metrics_bind(value: str) -> tuple[str, int]:
+    """`port` or `host:port` on a loopback address: the port has no authentication."""
+    text = value.strip()
+    host, sep, port_text = text.rpartition(":")
+    if not sep:
+        host, port_text = "127.0.0.1", text
+    host = host.strip("[]") or "127.0.0.1"
+    try:
+        port = int(port_text)
+    except ValueError:
+        raise ValueError(f"{value!r} is not `port` or `host:port`") from None
+    if not 1 <= port <= 65535:
+        raise ValueError(f"port {port} is not between 1 and 65535")
+    loopback = host == "localhost"
+    if not loopback:
+        try:
+            loopback = ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            loopback = False
+    if not loopback:
+        raise ValueError(
+            f"{host} is not a loopback address: the metrics port has no authentication; "
+            "to scrape over the network use IDP_METRICS_TOKEN on the main port"
+        )
+    return host, port
+
+
 DEVELOPMENT = "development"
 PRODUCTION = "production"
 ENVIRONMENTS = (DEVELOPMENT, PRODUCTION)
@@ -161,6 +204,10 @@ class Settings:
     # Sources (a backend that signs users in on their behalf) the per-address route limits
     # skip; the per-account throttles still hold for them.
     ratelimit_exempt_networks: tuple[str, ...] = _setting(_networks, ())
+    # Prometheus: GET /metrics on the main port for this bearer token, and/or a loopback port
+    # of gunicorn's master. Neither set: no metrics endpoint at all.
+    metrics_token: str | None = _setting(_metrics_token, None)
+    metrics_bind: tuple[str, int] | None = _setting(_metrics_bind, None)
     cors_origins: tuple[str, ...] = _setting(str, ())
     registration_privacy: bool = _setting(_bool, False)
     allow_memory_ratelimit: bool = _setting(_bool, False)

@@ -15,6 +15,7 @@ from flask import Flask, current_app
 from sqlalchemy import Engine, Select, event
 from sqlalchemy import exc as sa_exc
 
+from idp import metrics
 from idp.extensions import db
 
 log = logging.getLogger(__name__)
@@ -74,7 +75,9 @@ def read_one(statement: Select[Any], params: dict[str, Any]) -> Any:
     try:
         pooled = engine.raw_connection()
     except psycopg.Error as exc:  # the pool hands the driver's error on unwrapped
-        raise sa_exc.DBAPIError.instance(None, None, exc, psycopg.Error) from exc
+        error = sa_exc.DBAPIError.instance(None, None, exc, psycopg.Error)
+        metrics.count_database_error(error)
+        raise error from exc
     try:
         connection = pooled.driver_connection
         connection.autocommit = True
@@ -94,9 +97,11 @@ def read_one(statement: Select[Any], params: dict[str, Any]) -> Any:
         is_disconnect = engine.dialect.is_disconnect(exc, connection, None)
         if is_disconnect:
             pooled.invalidate(exc)
-        raise sa_exc.DBAPIError.instance(
+        error = sa_exc.DBAPIError.instance(
             compiled.sql, None, exc, psycopg.Error, connection_invalidated=is_disconnect
-        ) from exc
+        )
+        metrics.count_database_error(error)
+        raise error from exc
     finally:
         pooled.close()
     if row is None:

@@ -18,7 +18,7 @@ from flask import Flask, current_app, request
 from flask_limiter import HeaderNames, Limiter, RequestLimit
 from limits.strategies import RateLimiter
 
-from idp import audit
+from idp import audit, metrics
 from idp.client_address import site_of, source_of
 from idp.config import Settings
 
@@ -97,6 +97,7 @@ def init_app(app: Flask, settings: Settings) -> Limiter:
 
 def _audit_breach(breached: RequestLimit) -> None:
     """Record a refused request: the limiter is the one that acts (it answers 429 itself)."""
+    metrics.count_route_limit_refusal(ROUTE_LIMITS.get(request.endpoint or "", ("other",))[0])
     audit.record(
         "rate_limit.exceeded", "denied", endpoint=request.endpoint, limit=str(breached.limit)
     )

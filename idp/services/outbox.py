@@ -38,7 +38,7 @@ from typing import Any
 
 from sqlalchemy import and_, func, or_, select, update
 
-from idp import audit
+from idp import audit, metrics
 from idp.clock import utcnow
 from idp.extensions import db
 from idp.models import OneTimeToken, OutboxMail
@@ -161,6 +161,7 @@ class Outbox:
         resolvers racing for the last slot cannot both win it.
         """
         if not self.throttle.hit(f"{message} {address}"):
+            metrics.count_mail_cap_refusal()
             raise MailCapped()
 
     def request(self, message: str, address: str, now: datetime) -> OutboxMail:

@@ -14,6 +14,7 @@ from pathlib import Path
 import redis
 from sqlalchemy import text
 
+from idp import metrics
 from idp.extensions import db
 from idp.services.keys import KeyStore
 
@@ -59,10 +60,18 @@ class ReadinessService:
             "schema": self._check_schema,
         }
         if self._redis is not None:
-            checks["redis"] = self._redis.ping
+            checks["redis"] = self._ping_redis
         checks["signing_key"] = self.keys.signing_key
         results = {name: _run(name, check) for name, check in checks.items()}
         return Readiness(all(result == OK for result in results.values()), results)
+
+    def _ping_redis(self) -> None:
+        assert self._redis is not None
+        try:
+            self._redis.ping()
+        except redis.RedisError:
+            metrics.count_redis_error("readiness")
+            raise
 
     def _ping_database(self) -> None:
         # A connection of its own, returned to the pool at once: the probe never touches the

@@ -18,6 +18,8 @@ from datetime import datetime
 
 import redis
 
+from idp import metrics
+
 log = logging.getLogger(__name__)
 
 # A revocation check must not wait on a sick Redis: after this it falls through to the database.
@@ -63,6 +65,7 @@ class RevocationCache:
         try:
             jti, user, *sid = self._redis.mget(keys)
         except redis.RedisError as exc:
+            metrics.count_redis_error("revocation_cache")
             log.warning("revocation cache unavailable (%s): using the database", type(exc).__name__)
             return False
         if jti is not None or any(value is not None for value in sid):
@@ -78,6 +81,7 @@ class RevocationCache:
                 pipeline.set(key, value, ex=ttl)
             pipeline.execute()
         except redis.RedisError as exc:
+            metrics.count_redis_error("revocation_cache")
             # The revocation is committed in the database, which every check still reads.
             log.warning("revocation cache not updated (%s)", type(exc).__name__)
 

@@ -15,6 +15,8 @@ from limits import RateLimitItem, parse
 from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter, RateLimiter
 
+from idp import metrics
+
 log = logging.getLogger(__name__)
 
 
@@ -47,6 +49,7 @@ class Throttle:
             try:
                 return getattr(self._strategy(), method)(*args, cost=cost)
             except Exception:
+                metrics.count_redis_error("rate_limits")
                 log.warning("rate-limit storage failed; using the in-process fallback")
         return getattr(self._fallback, method)(*args, cost=cost)
 

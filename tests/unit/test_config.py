@@ -121,3 +121,49 @@ def test_an_unknown_override_is_refused(tmp_path):
 def test_bounds_are_checked_for_overrides_too(tmp_path):
     with pytest.raises(ConfigurationError, match="IDP_TOKEN_LEEWAY must be between 0 and 5"):
         load_settings(str(tmp_path), environ={}, overrides={"IDP_TOKEN_LEEWAY": 30})
+
+
+def test_metrics_are_off_unless_a_token_or_a_port_is_set(tmp_path):
+    settings = load_settings(str(tmp_path), environ={})
+    assert settings.metrics_token is None
+    assert settings.metrics_bind is None
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("9464", ("127.0.0.1", 9464)),
+        ("127.0.0.1:9464", ("127.0.0.1", 9464)),
+        ("127.0.0.2:9100", ("127.0.0.2", 9100)),
+        ("[::1]:9464", ("::1", 9464)),
+        ("localhost:9464", ("localhost", 9464)),
+    ],
+)
+def test_the_metrics_port_takes_loopback_addresses(tmp_path, given, expected):
+    settings = load_settings(str(tmp_path), environ={"IDP_METRICS_BIND": given})
+    assert settings.metrics_bind == expected
+
+
+@pytest.mark.parametrize(
+    "given",
+    [
+        "0.0.0.0:9464",
+        "[::]:9464",
+        "10.1.2.3:9464",
+        "metrics.example.com:9464",
+        "nine",
+        "0",
+        "70000",
+    ],
+)
+def test_the_metrics_port_refuses_addresses_others_can_reach_and_nonsense(tmp_path, given):
+    with pytest.raises(ConfigurationError, match="IDP_METRICS_BIND"):
+        load_settings(str(tmp_path), environ={"IDP_METRICS_BIND": given})
+
+
+@pytest.mark.parametrize("given", ["short", "x" * 31, "has a space in it " * 3, "é" * 40])
+def test_the_metrics_token_is_a_long_plain_secret(tmp_path, given):
+    with pytest.raises(ConfigurationError, match="IDP_METRICS_TOKEN"):
+        load_settings(str(tmp_path), environ={"IDP_METRICS_TOKEN": given})
+    token = "t" * 32
+    assert load_settings(str(tmp_path), environ={"IDP_METRICS_TOKEN": token}).metrics_token == token
