@@ -4,6 +4,7 @@ for a `flask` command (the mail worker is one) and for gunicorn, before it forks
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 
 import pytest
@@ -17,6 +18,8 @@ REFUSALS = [
     ({"IDP_ISSUER": "http://id.example.com"}, "IDP_ISSUER"),
     ({"IDP_ACCESS_TOKEN_TTL": "nope"}, "IDP_ACCESS_TOKEN_TTL"),
     ({"IDP_ALLOW_HTTP_REDIRECTS": "true"}, "IDP_ALLOW_HTTP_REDIRECTS"),
+    ({"IDP_METRICS_TOKEN": "too-short"}, "IDP_METRICS_TOKEN"),
+    ({"IDP_METRICS_BIND": "0.0.0.0:9464"}, "IDP_METRICS_BIND"),
 ]
 
 
@@ -67,6 +70,25 @@ def test_gunicorn_refuses_before_forking_a_worker(tmp_path, extra, variable):
     assert "Booting worker" not in output
     refusals = [line for line in output.splitlines() if line.startswith("idp: refusing")]
     assert len(refusals) == 1 and variable in refusals[0], output
+
+
+def test_gunicorn_refuses_a_metrics_port_that_is_taken(tmp_path):
+    env = production_env(tmp_path)
+    for command in (["db", "upgrade"], ["keys", "rotate"]):  # otherwise ready to serve
+        prepared = run([str(VENV_BIN / "flask"), "--app", "wsgi", *command], env)
+        assert prepared.returncode == 0, prepared.stderr
+    args = [str(VENV_BIN / "gunicorn"), "-w", "2", "-b", "127.0.0.1:0", "wsgi:app"]
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = run(args, {**env, "IDP_METRICS_BIND": f"127.0.0.1:{port}"})
+    output = done.stdout + done.stderr
+    assert done.returncode == 2, output
+    assert "Traceback" not in output
+    assert "Booting worker" not in output
+    refusals = [line for line in output.splitlines() if line.startswith("idp: refusing")]
+    assert len(refusals) == 1 and "IDP_METRICS_BIND" in refusals[0], output
 
 
 def test_keys_rotate_on_an_empty_folder_says_what_it_did_and_nothing_else(tmp_path):
