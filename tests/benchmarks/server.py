@@ -103,6 +103,8 @@ def production_env(
             # port nothing listens on will do.
             "IDP_MAIL_SERVER": "127.0.0.1",
             "IDP_MAIL_PORT": str(free_port()),
+            # As production runs: every request counted and timed for Prometheus (idp.metrics).
+            "IDP_METRICS_TOKEN": secrets.token_urlsafe(32),
             # The load comes from one address: per-address limits would answer 429 at once.
             "IDP_RATELIMIT_ENABLED": "false",
             # gunicorn's own default worker count, as docker-compose.yml sets it.
