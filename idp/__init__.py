@@ -46,10 +46,10 @@ def _refuse_an_unmigrated_database(settings: Settings) -> None:
     One that does not answer is not: the server starts, says 503 and reports it at /readyz,
     and recovers when the database is back.
     """
-    from sqlalchemy import create_engine, text
+    from sqlalchemy import create_engine
     from sqlalchemy.exc import SQLAlchemyError
 
-    from idp.services.readiness import migrations_head
+    from idp.services.readiness import migrations_head, schema_version
 
     head = migrations_head(PROJECT_ROOT / "migrations" / "versions")
     options = (
@@ -58,12 +58,7 @@ def _refuse_an_unmigrated_database(settings: Settings) -> None:
     engine = create_engine(settings.database_url, **options)
     try:
         with engine.connect() as connection:
-            try:
-                current = connection.execute(
-                    text("SELECT version_num FROM alembic_version")
-                ).scalar()
-            except SQLAlchemyError:
-                current = None
+            current = schema_version(connection)
     except SQLAlchemyError as exc:
         log.warning(
             "database not reachable at start (%s); serving 503 until it is", type(exc).__name__

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import redis
-from sqlalchemy import text
+from sqlalchemy import Connection, text
+from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from idp import metrics
 from idp.extensions import db
@@ -83,8 +84,7 @@ class ReadinessService:
         if self._schema_ok:
             return
         with db.engine.connect() as connection:
-            # No Alembic in a serving process (it costs every worker memory): its table is read.
-            current = connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
+            current = schema_version(connection)
         if current != self.schema_head:
             raise SchemaBehind(
                 f"database schema at {current}, migrations at {self.schema_head}: "
@@ -95,6 +95,23 @@ class ReadinessService:
 
 _REVISION = re.compile(r"^revision\s*=\s*[\"']([^\"']+)[\"']", re.MULTILINE)
 _DOWN_REVISION = re.compile(r"^down_revision\s*=\s*[\"']([^\"']+)[\"']", re.MULTILINE)
+
+
+def schema_version(connection: Connection) -> str | None:
+    """The revision the database was migrated to, None if it never was.
+
+    No Alembic in a serving process (it costs every worker memory): its table is read.
+    """
+    try:
+        return connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    except ProgrammingError:  # PostgreSQL: no such table
+        connection.rollback()
+        return None
+    except OperationalError as exc:  # SQLite says "no such table" this way
+        if "no such table" not in str(exc):
+            raise
+        connection.rollback()
+        return None
 
 
 def migrations_head(versions_dir: Path) -> str:
