@@ -3,6 +3,7 @@
 Command-line flags and GUNICORN_CMD_ARGS override anything here.
 """
 
+import gc
 import glob
 import os
 import shutil
@@ -17,28 +18,33 @@ accesslog = "-"
 timeout = 30
 graceful_timeout = 30
 
+# Load idp once, in the master, before forking: the workers share the pages of the code and data
+# they only read instead of each importing its own copy (see "Running in production"). What must
+# not cross a fork is opened after it (idp.forking, from post_fork below). A code change then
+# needs a restart, not a HUP.
+preload_app = True
+
 # Metrics (idp.metrics): every worker writes its counts to files in PROMETHEUS_MULTIPROC_DIR and
 # a scrape adds them up. prometheus-client reads the variable when it is first imported, so it
-# is set here, before any hook imports idp. Without IDP_METRICS_TOKEN or IDP_METRICS_BIND
-# nothing is served and nothing is written.
+# is set here, before the app is loaded. Without IDP_METRICS_TOKEN or IDP_METRICS_BIND nothing
+# is served and nothing is written.
 _METRICS_DIR_OWNED = "_IDP_METRICS_DIR_OWNED"
-if (os.environ.get("IDP_METRICS_TOKEN") or os.environ.get("IDP_METRICS_BIND")) and not (
-    os.environ.get("PROMETHEUS_MULTIPROC_DIR")
-):
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="idp-metrics-")
-    os.environ[_METRICS_DIR_OWNED] = "1"
+_METRICS_DIR_CLEARED = "_IDP_METRICS_DIR_CLEARED"
+if os.environ.get("IDP_METRICS_TOKEN") or os.environ.get("IDP_METRICS_BIND"):
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="idp-metrics-")
+        os.environ[_METRICS_DIR_OWNED] = "1"
+    elif not os.environ.get(_METRICS_DIR_CLEARED):  # once per master, not at each HUP
+        os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
+        # Counts left by an earlier run would be added to this one's.
+        for stale in glob.glob(os.path.join(os.environ["PROMETHEUS_MULTIPROC_DIR"], "*.db")):
+            os.remove(stale)
+    os.environ[_METRICS_DIR_CLEARED] = "1"
 
 
 def on_starting(server):
     """Refuse a bad configuration before any worker is forked; warn about memory counters;
     open the metrics port."""
-    metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
-    if metrics_dir:
-        os.makedirs(metrics_dir, exist_ok=True)
-        # Counts left by an earlier run would be added to this one's.
-        for stale in glob.glob(os.path.join(metrics_dir, "*.db")):
-            os.remove(stale)
-
     from idp import PROJECT_ROOT, check_before_serving
     from idp.config import load_settings
     from idp.errors import ConfigurationError
@@ -59,11 +65,25 @@ def on_starting(server):
         )
 
 
-def post_fork(server, worker):
-    """Only the master serves the metrics port: the worker lets go of its copy of the socket."""
-    from idp.metrics import port
+def when_ready(server):
+    """Load in the master what each worker would otherwise load for itself (idp.forking)."""
+    if server.cfg.preload_app:
+        from idp.forking import warm_up
 
-    port.close_in_worker()
+        warm_up(server.app.wsgi())
+
+
+def pre_fork(server, worker):
+    """Move everything loaded so far out of the cycle collector's reach: a collection in a
+    worker would otherwise write to every object's header, copying each shared page."""
+    gc.freeze()
+
+
+def post_fork(server, worker):
+    """Give the worker its own connections and leave the master's alone (idp.forking)."""
+    from idp.forking import after_fork
+
+    after_fork(server.app.wsgi() if server.cfg.preload_app else None)
 
 
 def on_exit(server):
