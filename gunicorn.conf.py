@@ -28,23 +28,58 @@ preload_app = True
 # a scrape adds them up. prometheus-client reads the variable when it is first imported, so it
 # is set here, before the app is loaded. Without IDP_METRICS_TOKEN or IDP_METRICS_BIND nothing
 # is served and nothing is written.
-_METRICS_DIR_OWNED = "_IDP_METRICS_DIR_OWNED"
-_METRICS_DIR_CLEARED = "_IDP_METRICS_DIR_CLEARED"
-if os.environ.get("IDP_METRICS_TOKEN") or os.environ.get("IDP_METRICS_BIND"):
-    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+_METRICS_DIR_OWNER = "_IDP_METRICS_DIR_OWNER"  # pid of the master that made the folder
+_METRICS_DIR_CLEARED = "_IDP_METRICS_DIR_CLEARED"  # pid of the master that cleared yours
+
+
+def _refuse(reason):
+    """One line and status 2, not a traceback from every worker that tries to boot."""
+    _remove_own_metrics_dir()
+    print(f"idp: refusing to start: {reason}", file=sys.stderr)
+    sys.exit(2)
+
+
+def _prepare_metrics_dir():
+    if not (os.environ.get("IDP_METRICS_TOKEN") or os.environ.get("IDP_METRICS_BIND")):
+        return
+    me = str(os.getpid())
+    folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    owner = os.environ.get(_METRICS_DIR_OWNER)
+    if owner == me or os.environ.get(_METRICS_DIR_CLEARED) == me:
+        return  # a HUP rereads this file: same master, same folder, the counts go on
+    if not folder or owner:
+        # None yet, or one made by the master this one replaces (USR2), which removes it as it
+        # exits: a folder of our own.
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="idp-metrics-")
-        os.environ[_METRICS_DIR_OWNED] = "1"
-    elif not os.environ.get(_METRICS_DIR_CLEARED):  # once per master, not at each HUP
-        os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
-        # Counts left by an earlier run would be added to this one's.
-        for stale in glob.glob(os.path.join(os.environ["PROMETHEUS_MULTIPROC_DIR"], "*.db")):
-            os.remove(stale)
-    os.environ[_METRICS_DIR_CLEARED] = "1"
+        os.environ[_METRICS_DIR_OWNER] = me
+        return
+    # The operator's own folder: ours alone (others could plant counts there), and emptied of
+    # the counts of an earlier run, which would be added to this one's.
+    os.makedirs(folder, mode=0o700, exist_ok=True)
+    status = os.stat(folder)
+    if status.st_uid != os.getuid() or status.st_mode & 0o022:
+        _refuse(
+            f"PROMETHEUS_MULTIPROC_DIR {folder} must belong to this user and be writable by no "
+            "one else (other users could write counts into it)"
+        )
+    for stale in glob.glob(os.path.join(folder, "*.db")):
+        os.remove(stale)
+    os.environ[_METRICS_DIR_CLEARED] = me
+
+
+def _remove_own_metrics_dir():
+    if os.environ.get(_METRICS_DIR_OWNER) == str(os.getpid()):
+        shutil.rmtree(os.environ.get("PROMETHEUS_MULTIPROC_DIR", ""), ignore_errors=True)
+
+
+_prepare_metrics_dir()
 
 
 def on_starting(server):
     """Refuse a bad configuration before any worker is forked; warn about memory counters;
     open the metrics port."""
+    from prometheus_client import values
+
     from idp import PROJECT_ROOT, check_before_serving
     from idp.config import load_settings
     from idp.errors import ConfigurationError
@@ -52,11 +87,19 @@ def on_starting(server):
 
     try:
         check_before_serving(str(PROJECT_ROOT / "instance"))
-        port.serve(load_settings(str(PROJECT_ROOT / "instance")))
+        settings = load_settings(str(PROJECT_ROOT / "instance"))
+        if (settings.metrics_token or settings.metrics_bind) and not getattr(
+            values.ValueClass, "_multiprocess", False
+        ):
+            # Set with gunicorn's -e (or raw_env), after this file ran: each worker would count
+            # alone and every scrape would show one of them.
+            raise ConfigurationError(
+                "IDP_METRICS_TOKEN and IDP_METRICS_BIND must be in gunicorn's environment when "
+                "it starts, not given with -e or raw_env"
+            )
+        port.serve(settings)
     except ConfigurationError as refusal:
-        # One line and status 2, not a traceback from every worker that tries to boot.
-        print(f"idp: refusing to start: {refusal}", file=sys.stderr)
-        sys.exit(2)
+        _refuse(refusal)
     if server.cfg.workers > 1 and not os.environ.get("IDP_REDIS_URL"):
         server.log.warning(
             "idp: %d workers keep separate rate-limit counters in memory, so every limit is "
@@ -87,9 +130,8 @@ def post_fork(server, worker):
 
 
 def on_exit(server):
-    """Remove the metrics folder made for this run (an operator's own is left where it is)."""
-    if os.environ.get(_METRICS_DIR_OWNED) and os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
+    """Remove the metrics folder this master made (an operator's own is left where it is)."""
+    _remove_own_metrics_dir()
 
 
 def post_worker_init(worker):

@@ -13,10 +13,35 @@ short fixed lists, never from what a client sent, so no request can grow the ser
 
 from __future__ import annotations
 
+import functools
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 from prometheus_client import Counter, Histogram, disable_created_metrics
+
+log = logging.getLogger(__name__)
+F = TypeVar("F", bound=Callable[..., Any])
+_failed_once = False
+
+
+def never_raises(count: F) -> F:
+    """A count that fails (a full disk, a lost metrics folder) is given up, never the request:
+    logged once per process, so an answer or a commit never turns into a 500 because of it."""
+
+    @functools.wraps(count)
+    def safely(*args: Any, **kwargs: Any) -> Any:
+        global _failed_once
+        try:
+            return count(*args, **kwargs)
+        except Exception as exc:
+            if not _failed_once:
+                _failed_once = True
+                log.error("metrics: counting failed (%s); requests go on", type(exc).__name__)
+            return None
+
+    return safely  # type: ignore[return-value]
+
 
 NAMESPACE = "idp"
 # A `_created` series per counter doubles the output for a value Prometheus does not use.
@@ -75,14 +100,9 @@ CLIENT_AUTH_FAILURES = Counter(
     ["reason"],
     namespace=NAMESPACE,
 )
-MAIL_DEAD = Counter(
-    "mail_dead",
-    "Queued mails given up unsent",
-    namespace=NAMESPACE,
-)
 DATABASE_ERRORS = Counter(
     "database_errors",
-    "Errors raised by the database driver, by SQLAlchemy error class",
+    "Database errors that say it is unreachable or failing, by SQLAlchemy error class",
     ["kind"],
     namespace=NAMESPACE,
 )
@@ -103,8 +123,7 @@ _REVOKING_EVENTS = {
     "authorization.code_reused": "authorization_code_reuse",
     "password_reset.confirmed": "password_reset",
     "consent.withdrawn": "consent_withdrawn",
-    "user.disabled": "user_disabled",
-    "user.signed_out": "admin_sign_out",
+    # user.disabled and user.signed_out are the CLI's, in a process of its own: not counted.
 }
 _GRANTS = {
     "login.success": "password",
@@ -123,6 +142,7 @@ for _reason in (*_REVOKING_EVENTS.values(), "browser_sign_out"):
     REVOCATIONS.labels(_reason)
 
 
+@never_raises
 def observe_audit(event: str, outcome: str, fields: Mapping[str, object]) -> None:
     """Count what an audit event says (called by idp.audit.record for every event)."""
     reason = fields.get("reason")
@@ -136,8 +156,6 @@ def observe_audit(event: str, outcome: str, fields: Mapping[str, object]) -> Non
             RATE_LIMIT_REFUSALS.labels("user.login").inc()
     elif event == "client.auth_failure":
         CLIENT_AUTH_FAILURES.labels(str(reason)).inc()
-    elif event == "mail.dead":
-        MAIL_DEAD.inc()
     elif event == "browser_session.ended" and reason == "signed_out":
         REVOCATIONS.labels("browser_sign_out").inc()
     if outcome == "success" and event in _GRANTS:
@@ -160,6 +178,7 @@ def _login_outcome(reason: object, under_attack: object) -> str:
     return "bad_credentials" if reason in _BAD_CREDENTIALS else "other"
 
 
+@never_raises
 def count_route_limit_refusal(limit: str) -> None:
     """A per-address route limit (flask-limiter) answered 429."""
     RATE_LIMIT_REFUSALS.labels(limit).inc()
@@ -167,16 +186,28 @@ def count_route_limit_refusal(limit: str) -> None:
         LOGINS.labels("throttled").inc()
 
 
+@never_raises
 def count_mail_cap_refusal() -> None:
     """The per-address mail cap kept a mail from being issued (the answer does not change)."""
     RATE_LIMIT_REFUSALS.labels("email.mail").inc()
 
 
+# What says the database is unreachable or refusing work; a constraint violation (a taken
+# address at sign-up) is an answer, not an error, and would let anyone move the count.
+_DATABASE_ERROR_KINDS = frozenset(
+    {"OperationalError", "InterfaceError", "DisconnectionError", "TimeoutError", "InternalError"}
+)
+
+
+@never_raises
 def count_database_error(error: BaseException) -> None:
-    """Count one error of the database driver under its SQLAlchemy class name."""
-    DATABASE_ERRORS.labels(type(error).__name__).inc()
+    """Count an error that says the database is unreachable or failing, by its class name."""
+    kind = type(error).__name__
+    if kind in _DATABASE_ERROR_KINDS:
+        DATABASE_ERRORS.labels(kind).inc()
 
 
+@never_raises
 def count_redis_error(component: str) -> None:
     """A Redis call failed; idp carried on (database, or in-process counters)."""
     REDIS_ERRORS.labels(component).inc()
@@ -186,10 +217,13 @@ class CountLimiterStorageErrors(logging.Filter):
     """Count the rate-limit storage failures flask-limiter reports (and swallows) in its log.
 
     flask-limiter offers no hook for a storage error: it logs a warning and carries on with
-    its in-memory fallback. Attached to its logger, this counts each such record.
+    its in-memory fallback. Attached to its logger, this counts each such record (and no other:
+    a limit it skips or a callback that failed is not Redis's).
     """
 
+    _storage_messages = ("Rate limit storage unreachable", "Failed to ")
+
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno >= logging.WARNING:
+        if record.levelno >= logging.WARNING and str(record.msg).startswith(self._storage_messages):
             count_redis_error("rate_limits")
         return True

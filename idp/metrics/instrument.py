@@ -8,13 +8,14 @@ from typing import Any
 
 from flask import Flask, Response, g, request
 from sqlalchemy import event
-from sqlalchemy.engine import Engine
 
+from idp.extensions import db
 from idp.metrics import (
     HTTP_DURATION,
     HTTP_REQUESTS,
     CountLimiterStorageErrors,
     count_database_error,
+    never_raises,
 )
 
 # Any other method is counted as "other": a client cannot add series by inventing methods.
@@ -32,20 +33,21 @@ def init_app(app: Flask, requests: bool) -> None:
     and its after_request last (Flask runs those last registered first), so the status counted
     is the one sent and the time includes every other hook.
     """
-    install_error_counters()
+    with app.app_context():
+        # The app's engine only: the metrics port's own engine (in gunicorn's master) must never
+        # count, or a fork could copy prometheus-client's lock while that thread holds it.
+        event.listen(db.engine, "handle_error", _count_database_error)
+    _count_limiter_storage_errors()
     if requests:
         app.before_request(_start_clock)
         app.after_request(_count_request)
 
 
-def install_error_counters() -> None:
-    """Count database driver errors and rate-limit storage failures, once per process."""
+def _count_limiter_storage_errors() -> None:
     global _installed
-    if _installed:
-        return
-    event.listen(Engine, "handle_error", _count_database_error)
-    logging.getLogger("flask-limiter").addFilter(CountLimiterStorageErrors())
-    _installed = True
+    if not _installed:
+        logging.getLogger("flask-limiter").addFilter(CountLimiterStorageErrors())
+        _installed = True
 
 
 def _start_clock() -> None:
@@ -53,6 +55,12 @@ def _start_clock() -> None:
 
 
 def _count_request(response: Response) -> Response:
+    _record(response)
+    return response
+
+
+@never_raises
+def _record(response: Response) -> None:
     rule = request.url_rule
     route = rule.rule if rule is not None else UNMATCHED
     method = request.method if request.method in _METHODS else "other"
@@ -60,7 +68,6 @@ def _count_request(response: Response) -> Response:
     started = g.get("metrics_started")
     if started is not None:
         HTTP_DURATION.labels(route, method).observe(time.perf_counter() - started)
-    return response
 
 
 def _count_database_error(context: Any) -> None:

@@ -11,13 +11,11 @@ import logging
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import start_http_server
-from sqlalchemy import create_engine
-from sqlalchemy.pool import NullPool
 
-from idp.config import DB_CONNECT_TIMEOUT, Settings
+from idp.config import Settings
 from idp.errors import ConfigurationError
 from idp.metrics import exposition
-from idp.metrics.state import StateCollector
+from idp.metrics.state import StateCollector, state_engine
 from idp.services.keys import KeyStore
 
 log = logging.getLogger(__name__)
@@ -30,18 +28,14 @@ def serve(settings: Settings) -> None:
     if settings.metrics_bind is None or _server is not None:
         return
     host, port = settings.metrics_bind
-    postgresql = "postgresql" in settings.database_url
-    options = {"connect_timeout": DB_CONNECT_TIMEOUT} if postgresql else {}
-    # No pool: a scrape opens its connection and closes it, so nothing of the database's is
-    # held open in the master when it forks a worker.
-    engine = create_engine(
-        settings.database_url, poolclass=NullPool, hide_parameters=True, connect_args=options
+    # A connection per scrape, closed after it: nothing of the database's is held open in the
+    # master when it forks a worker.
+    state = StateCollector(
+        state_engine(settings.database_url),
+        KeyStore(settings.keys_dir, settings.keys_reload_interval),
     )
-    keys = KeyStore(settings.keys_dir, settings.keys_reload_interval)
     try:
-        _server, _thread = start_http_server(
-            port, addr=host, registry=exposition.registry(StateCollector(lambda: engine, keys))
-        )
+        _server, _thread = start_http_server(port, addr=host, registry=exposition.registry(state))
     except OSError as exc:
         raise ConfigurationError(
             f"IDP_METRICS_BIND {host}:{port} cannot be served ({exc.strerror}): choose a free port"

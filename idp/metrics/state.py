@@ -7,14 +7,15 @@ so they are read when Prometheus asks, by whichever process answers, instead of 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import datetime
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-from sqlalchemy import func, select
+from sqlalchemy import create_engine, func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.pool import NullPool
 
 from idp.clock import utcnow
 from idp.models.outbox import PENDING, REQUESTED, STATUSES, OutboxMail
@@ -29,10 +30,27 @@ _OUTBOX = select(OutboxMail.status, func.count(), func.min(OutboxMail.created_at
 )
 
 
-class StateCollector(Collector):
-    """Read the outbox (through `engine`) and the key store when a scrape asks."""
+def state_engine(database_url: str) -> Engine:
+    """An engine of the scrapes' own: a connection per scrape (nothing held open, nothing for a
+    fork to copy), a read that gives up within seconds on a locked table or a lost host, and on
+    SQLite no write lock (the app's engine takes one at every BEGIN)."""
+    if database_url.startswith("postgresql"):
+        options: dict[str, object] = {
+            "connect_timeout": 3,
+            "options": "-c statement_timeout=2000 -c lock_timeout=1000",
+            "tcp_user_timeout": 5000,
+        }
+    else:
+        options = {"timeout": 1}
+    return create_engine(
+        database_url, poolclass=NullPool, hide_parameters=True, connect_args=options
+    )
 
-    def __init__(self, engine: Callable[[], Engine], keys: KeyStore) -> None:
+
+class StateCollector(Collector):
+    """Read the outbox (through its own engine) and the key store when a scrape asks."""
+
+    def __init__(self, engine: Engine, keys: KeyStore) -> None:
         self._engine = engine
         self._keys = keys
 
@@ -63,10 +81,11 @@ class StateCollector(Collector):
 
     def _outbox(self, now: datetime) -> Iterator[Metric]:
         try:
-            with self._engine().connect() as connection:
+            with self._engine.connect() as connection:
                 rows = connection.execute(_OUTBOX).all()
         except SQLAlchemyError as exc:
-            # Counted in idp_database_errors_total; the outbox gauges are absent meanwhile.
+            # The outbox gauges are absent from this scrape; the app's requests count the
+            # database's errors (idp_database_errors_total).
             log.warning("metrics: the mail outbox could not be read (%s)", type(exc).__name__)
             return
         counts = dict.fromkeys(STATUSES, 0)

@@ -7,10 +7,9 @@ import hmac
 from flask import Blueprint, Response, current_app
 
 from idp.errors import InvalidAccessToken, MissingAccessToken
-from idp.extensions import db
 from idp.http.surfaces import Surface
 from idp.metrics import exposition
-from idp.metrics.state import StateCollector
+from idp.metrics.state import StateCollector, state_engine
 from idp.oauth.bearer import bearer_token
 from idp.services.registry import get_services
 
@@ -29,7 +28,8 @@ def metrics() -> Response:
         raise InvalidAccessToken()
     state = current_app.extensions.get(EXTENSION_KEY)
     if state is None:
-        state = StateCollector(lambda: db.engine, get_services().keys)
+        settings = current_app.config["IDP"]
+        state = StateCollector(state_engine(settings.database_url), get_services().keys)
         current_app.extensions[EXTENSION_KEY] = state
     return Response(exposition.render(state), content_type=exposition.CONTENT_TYPE)
 

@@ -192,3 +192,21 @@ def test_the_folder_gunicorn_made_for_the_counts_goes_with_it(launch, tmp_path):
     assert scrape_main(server)
     server.stop()
     assert not made[0].exists()
+
+
+def test_counts_outlive_a_reload(server, new_verified_user):
+    email, _user_id = new_verified_user(server)
+    response = requests.post(
+        f"{server.url}/api/v1/auth/login/",
+        json={"email": email, "password": PASSWORD},
+        timeout=REQUEST_TIMEOUT,
+    )
+    assert response.status_code == 200
+    before = value(scrape_main(server), "idp_logins_total", outcome="success")
+    old_workers = set(server.ready_pids())
+    os.kill(server.process.pid, signal.SIGHUP)  # gunicorn rereads its settings, new workers
+    deadline = time.monotonic() + 20
+    while len(set(server.ready_pids()) - old_workers) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert len(set(server.ready_pids()) - old_workers) == 2, "no new workers after the HUP"
+    assert value(scrape_main(server), "idp_logins_total", outcome="success") == before

@@ -78,17 +78,44 @@ def test_gunicorn_refuses_a_metrics_port_that_is_taken(tmp_path):
         prepared = run([str(VENV_BIN / "flask"), "--app", "wsgi", *command], env)
         assert prepared.returncode == 0, prepared.stderr
     args = [str(VENV_BIN / "gunicorn"), "-w", "2", "-b", "127.0.0.1:0", "wsgi:app"]
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        done = run(args, {**env, "IDP_METRICS_BIND": f"127.0.0.1:{port}"})
+        done = run(args, {**env, "IDP_METRICS_BIND": f"127.0.0.1:{port}", "TMPDIR": str(temporary)})
+    assert_one_refusal(done, "IDP_METRICS_BIND")
+    # The folder made for the counts went with the refused start.
+    assert not list(temporary.glob("idp-metrics-*"))
+
+
+def assert_one_refusal(done: subprocess.CompletedProcess[str], variable: str) -> None:
     output = done.stdout + done.stderr
     assert done.returncode == 2, output
     assert "Traceback" not in output
     assert "Booting worker" not in output
     refusals = [line for line in output.splitlines() if line.startswith("idp: refusing")]
-    assert len(refusals) == 1 and "IDP_METRICS_BIND" in refusals[0], output
+    assert len(refusals) == 1 and variable in refusals[0], output
+
+
+def test_gunicorn_refuses_a_metrics_folder_others_may_write_to(tmp_path):
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    env = production_env(tmp_path, IDP_METRICS_TOKEN="t" * 40, PROMETHEUS_MULTIPROC_DIR=str(shared))
+    args = [str(VENV_BIN / "gunicorn"), "-w", "2", "-b", "127.0.0.1:0", "wsgi:app"]
+    assert_one_refusal(run(args, env), "PROMETHEUS_MULTIPROC_DIR")
+
+
+def test_gunicorn_refuses_metrics_settings_given_too_late_to_count_every_worker(tmp_path):
+    env = production_env(tmp_path)
+    for command in (["db", "upgrade"], ["keys", "rotate"]):
+        prepared = run([str(VENV_BIN / "flask"), "--app", "wsgi", *command], env)
+        assert prepared.returncode == 0, prepared.stderr
+    args = [str(VENV_BIN / "gunicorn"), "-w", "2", "-b", "127.0.0.1:0"]
+    args += ["-e", f"IDP_METRICS_TOKEN={'t' * 40}", "wsgi:app"]
+    assert_one_refusal(run(args, env), "IDP_METRICS_TOKEN")
 
 
 def test_keys_rotate_on_an_empty_folder_says_what_it_did_and_nothing_else(tmp_path):

@@ -73,8 +73,6 @@ def sample(name: str, **labels: str) -> float:
             "idp_revocations_total",
             {"reason": "consent_withdrawn"},
         ),
-        ("user.disabled", "success", {}, "idp_revocations_total", {"reason": "user_disabled"}),
-        ("user.signed_out", "success", {}, "idp_revocations_total", {"reason": "admin_sign_out"}),
         (
             "password_reset.confirmed",
             "success",
@@ -89,7 +87,6 @@ def sample(name: str, **labels: str) -> float:
             "idp_revocations_total",
             {"reason": "browser_sign_out"},
         ),
-        ("mail.dead", "failure", {"reason": "550"}, "idp_mail_dead_total", {}),
         (
             "client.auth_failure",
             "failure",
