@@ -81,6 +81,8 @@ def formatter(log_format: str) -> logging.Formatter:
 def configure(log_format: str, level: str) -> None:
     """Send every record to stderr in one format, unless the host (pytest) set up logging."""
     logging.getLogger("idp").setLevel(level.upper())
+    # Alembic (bound under every `flask` command) names each of its plugins at INFO: noise.
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
     root = logging.getLogger()
     if root.handlers:
         return
