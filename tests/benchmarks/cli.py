@@ -169,8 +169,8 @@ class Bench:
         micro = self._micro()
         _log(f"starting gunicorn ({self.args.workers} workers) on {self.server.url}")
         self.server.start()
-        idle_rss_mib = [round(rss / MIB, 1) for rss in self.server.worker_rss().values()]
-        idle_uss_mib = [round(uss / MIB, 1) for uss in self.server.worker_uss().values()]
+        memory_started = self.server.memory()
+        idle_rss_mib = [round(m.rss / MIB, 1) for m in memory_started if m.role == "worker"]
         fixtures = Fixtures(
             folder=self.workdir,
             emails=seeded.emails,
@@ -182,6 +182,8 @@ class Bench:
         )
         run_one = self._runner(fixtures)
         measured = self._measure_default_parameters(run_one, fixtures)
+        self.server.wait_until_idle()
+        memory_warm = self.server.memory()
         micro = dataclasses.replace(micro, argon2=self.raw_argon2.get(DEFAULT_ARGON2))
         baseline = _baseline(measured, micro, self.args.workers, sum(idle_rss_mib))
         evaluations = self._evaluate(measured, baseline, run_one, fixtures)
@@ -197,7 +199,7 @@ class Bench:
             baseline = dataclasses.replace(baseline, keycloak_argon2=micro.argon2_keycloak)
             evaluations += self._evaluate(measured, baseline, run_one, fixtures)
         self.server.stop()
-        return report.Results(self._meta(), evaluations, micro, idle_rss_mib, idle_uss_mib)
+        return report.Results(self._meta(), evaluations, micro, memory_started, memory_warm)
 
     def _prepare(self) -> Seeded:
         name = self.database_url.rsplit("/", 1)[-1]

@@ -24,7 +24,11 @@ LOGIN_CPU_RATIO = 0.95  # per server-CPU-second over verifies per CPU-second
 KEYCLOAK_LOGINS_PER_CPU_SECOND = 45.0
 # Memory: an idle worker, and what login load adds to the workers (a sync worker hashes one
 # password at a time: one Argon2 buffer each, plus this margin).
-IDLE_WORKER_RSS_MIB = 80.0
+# Memory of the whole server (master and workers), idle after the scenarios have run once: the
+# sum of PSS (each shared page counted once), at most Django + SimpleJWT's two-worker server on
+# this machine (issue 13); and a worker's private memory (USS), what one more worker adds.
+SERVER_PSS_MIB = 133.0
+WORKER_USS_MIB = 30.0
 LOGIN_RSS_MARGIN_MIB = 16.0
 
 

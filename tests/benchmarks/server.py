@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psutil
 import psycopg
@@ -118,6 +119,28 @@ def production_env(
     return env
 
 
+@dataclass(frozen=True)
+class ProcessMemory:
+    """One process's memory in bytes: resident, private (unique), and proportional (its
+    private pages plus each shared page divided by the processes sharing it)."""
+
+    role: str  # master or worker
+    pid: int
+    rss: int
+    uss: int
+    pss: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "role": self.role,
+            "pid": self.pid,
+            **{
+                f"{name}_mib": round(getattr(self, name) / 2**20, 1)
+                for name in ("rss", "uss", "pss")
+            },
+        }
+
+
 def flask_cli(env: dict[str, str], *commands: tuple[str, ...]) -> None:
     """Run `flask --app wsgi ...` commands side by side from the project root; raise if one fails.
 
@@ -194,20 +217,24 @@ class Gunicorn(GunicornServer):
                 total += times.user + times.system
         return total
 
+    def memory(self) -> list[ProcessMemory]:
+        """RSS, USS and PSS of the master and of each worker."""
+        found = []
+        for role, process in [
+            ("master", self.master()),
+            *(("worker", worker) for worker in self.worker_processes()),
+        ]:
+            with contextlib.suppress(psutil.Error):
+                info = process.memory_full_info()
+                found.append(ProcessMemory(role, process.pid, info.rss, info.uss, info.pss))
+        return found
+
     def worker_rss(self) -> dict[int, int]:
         """Resident set size in bytes of each worker, by pid."""
         sizes = {}
         for worker in self.worker_processes():
             with contextlib.suppress(psutil.NoSuchProcess):
                 sizes[worker.pid] = worker.memory_info().rss
-        return sizes
-
-    def worker_uss(self) -> dict[int, int]:
-        """Unique set size in bytes of each worker: its private memory, shared pages left out."""
-        sizes = {}
-        for worker in self.worker_processes():
-            with contextlib.suppress(psutil.Error):
-                sizes[worker.pid] = worker.memory_full_info().uss
         return sizes
 
     def log_tail(self, lines: int = 40) -> str:
