@@ -27,7 +27,14 @@ from tests.benchmarks.params import DEFAULT_ARGON2, KEYCLOAK_ARGON2, PASSWORD, A
 from tests.benchmarks.profile import py_spy, summary
 from tests.benchmarks.runner import MIB, Measurement, Pairing, measure, measure_pairing
 from tests.benchmarks.scenarios import BY_NAME, SCENARIOS, Fixtures, Scenario
-from tests.benchmarks.seed import Seeded, login_access_tokens, seed, set_password_hashes
+from tests.benchmarks.seed import (
+    Seeded,
+    login_access_tokens,
+    open_sign_in_page,
+    redeem_codes,
+    seed,
+    set_password_hashes,
+)
 from tests.benchmarks.server import (
     ROOT,
     Gunicorn,
@@ -87,6 +94,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--users", type=int, default=1000)
     parser.add_argument("--refresh-pool", type=int, default=10_000)
+    parser.add_argument("--code-pool", type=int, default=10_000)
     parser.add_argument(
         "--enforce",
         action="store_true",
@@ -179,6 +187,15 @@ class Bench:
             client_auth=seeded.client.basic_auth(),
             jwks_etag=_jwks_etag(self.server.url),
             refresh_pool=seeded.refresh_pool,
+            app_auth=seeded.app.basic_auth(),
+            code_pool=seeded.code_pool,
+            userinfo_tokens=tuple(
+                redeem_codes(self.server.url, seeded.app, seeded.code_pool.take(ACCESS_TOKENS))
+                if seeded.code_pool.tokens
+                else ()
+            ),
+            sign_in=open_sign_in_page(self.server.url),
+            origin=self.server.url,
         )
         run_one = self._runner(fixtures)
         measured = self._measure_default_parameters(run_one, fixtures)
@@ -206,8 +223,13 @@ class Bench:
         _log(f"database {name}: migrating, creating a signing key")
         flask_cli(self.env, ("db", "upgrade"), ("keys", "rotate"))
         pool = self.args.refresh_pool if BY_NAME["refresh"] in self.selected else 0
-        _log(f"seeding {self.args.users} users, a client, {pool} refresh tokens")
-        return seed(self.database_url, self.args.users, pool, DEFAULT_ARGON2)
+        wants_codes = {"code-exchange", "userinfo"} & {s.name for s in self.selected}
+        codes = self.args.code_pool if wants_codes else 0
+        _log(
+            f"seeding {self.args.users} users, a client, an app, {pool} refresh tokens, "
+            f"{codes} authorization codes"
+        )
+        return seed(self.database_url, self.args.users, pool, codes, DEFAULT_ARGON2)
 
     def _micro(self) -> Micro:
         """RS256 rates before the server starts (Argon2's are measured beside the logins)."""

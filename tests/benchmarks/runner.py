@@ -260,6 +260,7 @@ def _wrk(
         duration=duration,
         env=fixtures.env(scenario),
     )
-    if scenario.script == "refresh.lua":
-        fixtures.refresh_pool.spend(result.used)
+    pool = fixtures.pool(scenario)
+    if pool is not None:
+        pool.spend(result.used)
     return result
