@@ -18,7 +18,7 @@ def compose() -> dict:
 
 def test_the_stack_has_its_services_and_health_checks(compose):
     services = compose["services"]
-    assert set(services) == {"idp", "mailer", "postgres", "redis", "mailpit"}
+    assert set(services) == {"idp", "proxy", "mailer", "postgres", "redis", "mailpit"}
     for name in ("idp", "postgres", "redis"):
         assert services[name]["healthcheck"]["test"], name
     assert "/readyz" in " ".join(services["idp"]["healthcheck"]["test"])
@@ -78,3 +78,15 @@ def test_the_image_contains_what_the_app_reads_at_run_time():
     for needed in ("idp", "migrations", "templates", "wsgi.py", "gunicorn.conf.py"):
         assert re.search(rf"^COPY .*\b{re.escape(needed)}\b", dockerfile, re.M), needed
     assert re.search(r"^USER (?!root)\w+", dockerfile, re.M)  # not root
+
+
+def test_the_proxy_is_the_one_way_in_and_idp_trusts_it_alone(compose):
+    idp, proxy = compose["services"]["idp"], compose["services"]["proxy"]
+    assert "ports" not in idp  # reached through the proxy only
+    assert idp["environment"]["IDP_TRUSTED_PROXIES"] == "1"
+    assert proxy["ports"] == ["8000:80"]
+    mount = "./nginx/idp.conf.template:/etc/nginx/templates/default.conf.template:ro"
+    assert mount in proxy["volumes"]
+    assert (ROOT / "nginx" / "idp.conf.template").is_file()
+    assert proxy["environment"]["IDP_UPSTREAM"] == "idp:8000"
+    assert "0.0.0.0:8000" in " ".join(idp["command"])
