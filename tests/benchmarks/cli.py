@@ -23,10 +23,19 @@ from sqlalchemy.engine import make_url
 
 from tests.benchmarks import report
 from tests.benchmarks.micro import Argon2Rate, Micro, argon2_verify_rate, combined, rs256_rates
+from tests.benchmarks.paced import Paced, hey_available, run_hey
 from tests.benchmarks.params import DEFAULT_ARGON2, KEYCLOAK_ARGON2, PASSWORD, Argon2Params
 from tests.benchmarks.profile import py_spy, summary
 from tests.benchmarks.runner import MIB, Measurement, Pairing, measure, measure_pairing
-from tests.benchmarks.scenarios import BY_NAME, SCENARIOS, Fixtures, Scenario
+from tests.benchmarks.scenarios import (
+    BY_NAME,
+    PACED,
+    PACED_SHARES,
+    SCENARIOS,
+    Fixtures,
+    Scenario,
+    paced_request,
+)
 from tests.benchmarks.seed import (
     Seeded,
     login_access_tokens,
@@ -45,6 +54,7 @@ from tests.benchmarks.server import (
     stop_all,
 )
 from tests.benchmarks.wrk import wrk_available
+from tests.nginx_server import Nginx, nginx_available
 
 HISTORY = Path(__file__).resolve().parent / "history.jsonl"
 DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -100,6 +110,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="exit 1 when a scenario stays below 0.9 x its target on a second try",
     )
+    parser.add_argument(
+        "--proxy",
+        action="store_true",
+        help="send the load through nginx with nginx/idp.conf.template (Debian's nginx)",
+    )
+    parser.add_argument(
+        "--paced",
+        action="store_true",
+        help="then hold 50%% and 80%% of each paced scenario's maximum with hey, through nginx"
+        " (implies --proxy)",
+    )
     parser.add_argument("--json", type=Path, help="also write the summary to this file")
     parser.add_argument("--history", type=Path, default=HISTORY, help="JSON lines to append to")
     parser.add_argument("--no-history", action="store_true")
@@ -116,6 +137,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if unknown:
         parser.error(f"unknown scenarios: {', '.join(unknown)}")
     args.selected = [s for s in SCENARIOS if s.name in names]
+    args.proxy = args.proxy or args.paced
     return args
 
 
@@ -123,6 +145,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if not wrk_available():
         print("wrk is not installed (apt-get install wrk)", file=sys.stderr)
+        return 2
+    if args.proxy and not nginx_available():
+        print("nginx is not installed (apt-get install nginx)", file=sys.stderr)
+        return 2
+    if args.paced and not hey_available():
+        print("hey is not installed (apt-get install hey)", file=sys.stderr)
         return 2
     if args.profile and py_spy() is None:
         print("py-spy is not installed (pip install -e '.[test]')", file=sys.stderr)
@@ -167,6 +195,9 @@ class Bench:
             workers=args.workers,
             gunicorn_args=args.gunicorn_args,
         )
+        self.nginx = Nginx(free_port(), port, workdir / "nginx") if args.proxy else None
+        if self.nginx is not None:
+            self.env["IDP_TRUSTED_PROXIES"] = "1"  # as behind the proxy in production
         self.server = Gunicorn(self.env, port, args.workers, workdir / "gunicorn.log")
         self.pairings: dict[str, Pairing] = {}
         # Raw Argon2 verify rates at each parameter set, measured beside its logins.
@@ -177,6 +208,10 @@ class Bench:
         micro = self._micro()
         _log(f"starting gunicorn ({self.args.workers} workers) on {self.server.url}")
         self.server.start()
+        if self.nginx is not None:
+            self.nginx.start()
+            self.server.front_url = self.nginx.url
+            _log(f"nginx in front, on {self.nginx.url}")
         memory_started = self.server.memory()
         idle_rss_mib = [round(m.rss / MIB, 1) for m in memory_started if m.role == "worker"]
         fixtures = Fixtures(
@@ -199,6 +234,7 @@ class Bench:
         )
         run_one = self._runner(fixtures)
         measured = self._measure_default_parameters(run_one, fixtures)
+        paced = self._paced(measured, fixtures) if self.args.paced else []
         self.server.wait_until_idle()
         memory_warm = self.server.memory()
         micro = dataclasses.replace(micro, argon2=self.raw_argon2.get(DEFAULT_ARGON2))
@@ -216,7 +252,33 @@ class Bench:
             baseline = dataclasses.replace(baseline, keycloak_argon2=micro.argon2_keycloak)
             evaluations += self._evaluate(measured, baseline, run_one, fixtures)
         self.server.stop()
-        return report.Results(self._meta(), evaluations, micro, memory_started, memory_warm)
+        if self.nginx is not None:
+            self.nginx.stop()
+        return report.Results(self._meta(), evaluations, micro, memory_started, memory_warm, paced)
+
+    def _paced(self, measured: Measured, fixtures: Fixtures) -> list[Paced]:
+        """Hold PACED_SHARES of each paced scenario's measured maximum with hey."""
+        found = []
+        maxima = {s.name: m.requests_per_second for s, m in measured}
+        for scenario in self.selected:
+            if scenario.name not in PACED or scenario.name not in maxima:
+                continue
+            request = paced_request(scenario, fixtures)
+            for share in PACED_SHARES:
+                rate = maxima[scenario.name] * share
+                _log(f"{scenario.name}: {rate:.0f} req/s ({share:.0%} of its maximum) with hey")
+                found.append(
+                    run_hey(
+                        self.server.front_url + scenario.path,
+                        scenario=scenario.name,
+                        share=share,
+                        rate=rate,
+                        seconds=self.args.duration,
+                        connections=scenario.connections,
+                        **request,
+                    )
+                )
+        return found
 
     def _prepare(self) -> Seeded:
         name = self.database_url.rsplit("/", 1)[-1]

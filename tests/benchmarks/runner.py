@@ -253,7 +253,7 @@ def _wrk(
     server: Gunicorn, scenario: Scenario, fixtures: Fixtures, duration: int, threads: int
 ) -> WrkResult:
     result = run_wrk(
-        server.url + scenario.path,
+        server.front_url + scenario.path,
         scenario.script,
         connections=scenario.connections,
         threads=threads,

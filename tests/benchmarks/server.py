@@ -185,6 +185,8 @@ class Gunicorn(GunicornServer):
             startup_timeout=STARTUP_TIMEOUT,
         )
         self.log_path = log_path
+        # Where the load is sent: gunicorn itself, or a proxy in front of it (--proxy).
+        self.front_url = self.url
 
     def start(self) -> None:
         """Start the server; return once every worker is ready, /healthz answers and all idle."""
