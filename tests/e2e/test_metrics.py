@@ -50,6 +50,15 @@ def scrape_port(port: int) -> Samples:
     return parse(response.text)
 
 
+def sign_in(server: Gunicorn, email: str) -> None:
+    response = requests.post(
+        f"{server.url}/api/v1/auth/login/",
+        json={"email": email, "password": PASSWORD},
+        timeout=REQUEST_TIMEOUT,
+    )
+    assert response.status_code == 200, response.text
+
+
 @pytest.fixture
 def metrics_port() -> int:
     return free_port()
@@ -139,12 +148,7 @@ def test_a_scrape_counts_every_workers_requests(server, new_verified_user, metri
 def test_counts_outlive_a_worker_that_dies(server, new_verified_user):
     email, _user_id = new_verified_user(server)
     for _ in range(3):
-        response = requests.post(
-            f"{server.url}/api/v1/auth/login/",
-            json={"email": email, "password": PASSWORD},
-            timeout=REQUEST_TIMEOUT,
-        )
-        assert response.status_code == 200
+        sign_in(server, email)
     before = value(scrape_main(server), "idp_logins_total", outcome="success")
     assert before >= 3
     victim = sorted(server.worker_pids())[0]
@@ -196,12 +200,7 @@ def test_the_folder_gunicorn_made_for_the_counts_goes_with_it(launch, tmp_path):
 
 def test_counts_outlive_a_reload(server, new_verified_user):
     email, _user_id = new_verified_user(server)
-    response = requests.post(
-        f"{server.url}/api/v1/auth/login/",
-        json={"email": email, "password": PASSWORD},
-        timeout=REQUEST_TIMEOUT,
-    )
-    assert response.status_code == 200
+    sign_in(server, email)
     before = value(scrape_main(server), "idp_logins_total", outcome="success")
     old_workers = set(server.ready_pids())
     os.kill(server.process.pid, signal.SIGHUP)  # gunicorn rereads its settings, new workers

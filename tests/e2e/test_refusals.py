@@ -63,13 +63,7 @@ def test_a_flask_command_refuses_in_one_line(tmp_path, extra, variable):
 def test_gunicorn_refuses_before_forking_a_worker(tmp_path, extra, variable):
     # The last case: production with an empty keys folder (no signing key).
     args = [str(VENV_BIN / "gunicorn"), "-w", "2", "-b", "127.0.0.1:0", "wsgi:app"]
-    done = run(args, production_env(tmp_path, **extra))
-    output = done.stdout + done.stderr
-    assert done.returncode == 2, output
-    assert "Traceback" not in output
-    assert "Booting worker" not in output
-    refusals = [line for line in output.splitlines() if line.startswith("idp: refusing")]
-    assert len(refusals) == 1 and variable in refusals[0], output
+    assert_one_refusal(run(args, production_env(tmp_path, **extra)), variable)
 
 
 def test_gunicorn_refuses_a_metrics_port_that_is_taken(tmp_path):

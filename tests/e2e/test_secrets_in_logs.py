@@ -51,6 +51,7 @@ from sqlalchemy.engine import make_url
 from tests.conftest import REDIS_URL
 from tests.e2e.conftest import REQUEST_TIMEOUT, ROOT, VENV_BIN, server_env
 from tests.e2e.relying_app import RelyingApp
+from tests.e2e.test_logs import json_lines
 from tests.gunicorn_server import GunicornServer
 from tests.oidc_flows import csrf_token, hidden
 from tests.support import TOKEN_IN_LINK, ReceivedMail, RefusingMailbox, SMTPServer, free_port
@@ -189,17 +190,6 @@ def leaks(outputs: list[Output], secrets: Secrets) -> list[str]:
                         found[output.name, name] = f"{output.name}: {name} ({how}) in {line!r}"
                         break
     return list(found.values())
-
-
-def json_lines(text: str) -> list[dict[str, Any]]:
-    parsed = []
-    for line in text.splitlines():
-        if line.strip():
-            try:
-                parsed.append(json.loads(line))
-            except ValueError:
-                pytest.fail(f"not one JSON object: {line!r}")
-    return parsed
 
 
 def events(text: str) -> list[dict[str, Any]]:

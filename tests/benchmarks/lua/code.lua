@@ -27,13 +27,9 @@ function init(args)
 end
 
 function request()
-   if used >= #slice then
-      if not dry then
-         dry = true
-         wrk.thread:stop()
-      end
+   local code = bench.take(slice)
+   if code == nil then
       return fallback
    end
-   used = used + 1
-   return wrk.format("POST", nil, headers, "grant_type=authorization_code&code=" .. slice[used] .. tail)
+   return wrk.format("POST", nil, headers, "grant_type=authorization_code&code=" .. code .. tail)
 end

@@ -34,6 +34,20 @@ function M.thread_slice(lines)
    return slice
 end
 
+-- The next unspent entry of a single-use pool's slice, or nil once it runs dry: the thread
+-- then stops (sets `dry`), and the caller answers its last calls with something harmless.
+function M.take(slice)
+   if used >= #slice then
+      if not dry then
+         dry = true
+         wrk.thread:stop()
+      end
+      return nil
+   end
+   used = used + 1
+   return slice[used]
+end
+
 -- Called in the main state once per thread before any runs: number the threads.
 function M.setup(thread)
    thread:set("thread_index", #threads)

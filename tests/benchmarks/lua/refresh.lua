@@ -19,14 +19,9 @@ function init(args)
 end
 
 function request()
-   if used >= #slice then
-      if not dry then
-         dry = true
-         wrk.thread:stop()
-      end
+   local token = bench.take(slice)
+   if token == nil then
       return fallback
    end
-   used = used + 1
-   local body = '{"refresh_token":"' .. slice[used] .. '"}'
-   return wrk.format("POST", nil, headers, body)
+   return wrk.format("POST", nil, headers, '{"refresh_token":"' .. token .. '"}')
 end
