@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -341,6 +342,52 @@ class Results:
         misses = self.misses()
         lines += ["", "Misses:" if misses else "Misses: none", *[f"- {miss}" for miss in misses]]
         return "\n".join(lines)
+
+
+def all_checks(results: Results) -> list[tuple[str, Check]]:
+    """Every check of a run, each named by what it is about (a scenario, the memory, a load)."""
+    named = [(ev.measurement.scenario, check) for ev in results.evaluations for check in ev.checks]
+    named += [("memory", check) for check in results.memory_checks]
+    named += [(f"{row.scenario} at {row.share:.0%}", check) for row, check in results.paced_checks]
+    return named
+
+
+def medians(runs: list[Results]) -> list[tuple[str, Check]]:
+    """Each check at the median of its values over several runs (issue 13: one run's ratio
+    moves by up to a tenth from the next; the median of three is what is held to a target)."""
+    gathered: dict[tuple[str, str], list[Check]] = {}
+    for results in runs:
+        for about, check in all_checks(results):
+            gathered.setdefault((about, check.what), []).append(check)
+    return [
+        (
+            about,
+            Check(
+                what,
+                statistics.median(c.value for c in checks),
+                checks[0].target,
+                checks[0].at_least,
+            ),
+        )
+        for (about, what), checks in gathered.items()
+    ]
+
+
+def medians_markdown(named: list[tuple[str, Check]], runs: int) -> str:
+    lines = [
+        f"## Medians of {runs} runs",
+        "",
+        "| about | check | median | target | |",
+        "|---|---|---:|---:|---|",
+    ]
+    for about, check in named:
+        sign = "≥" if check.at_least else "≤"
+        verdict = "pass" if check.passed else ("MISS (far)" if check.far_off else "MISS")
+        lines.append(
+            f"| {about} | {check.what} | {_num(check.value)} | {sign} {_num(check.target)} | "
+            f"{verdict} |"
+        )
+    return "\n".join(lines)
 
 
 def append_history(path: Path, summary: dict[str, Any]) -> None:

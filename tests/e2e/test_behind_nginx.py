@@ -14,7 +14,7 @@ import pytest
 import requests
 
 from tests.e2e.conftest import REQUEST_TIMEOUT, Gunicorn
-from tests.nginx_server import Nginx
+from tests.nginx_server import Nginx, nginx_available
 from tests.support import free_port
 
 pytestmark = pytest.mark.e2e
@@ -22,6 +22,7 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture
 def proxied(launch: Callable[..., Gunicorn], tmp_path) -> Iterator[tuple[Gunicorn, Nginx]]:
+    assert nginx_available(), "nginx is missing: apt-get install nginx (.ci/run installs it)"
     server = launch(IDP_TRUSTED_PROXIES="1")
     nginx = Nginx(free_port(), server.port, tmp_path / "nginx")
     nginx.start()
