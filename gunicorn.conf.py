@@ -81,16 +81,12 @@ def on_starting(server):
     from prometheus_client import values
 
     from idp import PROJECT_ROOT, check_before_serving
-    from idp.config import load_settings
     from idp.errors import ConfigurationError
     from idp.metrics import port
 
     try:
-        check_before_serving(str(PROJECT_ROOT / "instance"))
-        settings = load_settings(str(PROJECT_ROOT / "instance"))
-        if (settings.metrics_token or settings.metrics_bind) and not getattr(
-            values.ValueClass, "_multiprocess", False
-        ):
+        settings = check_before_serving(str(PROJECT_ROOT / "instance"))
+        if settings.metrics_enabled and not getattr(values.ValueClass, "_multiprocess", False):
             # Set with gunicorn's -e (or raw_env), after this file ran: each worker would count
             # alone and every scrape would show one of them.
             raise ConfigurationError(

@@ -32,12 +32,14 @@ def _log_format(settings: Settings) -> str:
     return logs.TEXT if running else logs.JSON
 
 
-def check_before_serving(instance_path: str) -> None:
+def check_before_serving(instance_path: str) -> Settings:
     """Raise ConfigurationError for what would stop the server: gunicorn's master asks this
-    before it forks a worker (gunicorn.conf.py), so a refusal is said once."""
+    before it forks a worker (gunicorn.conf.py), so a refusal is said once. Returns the
+    settings it checked."""
     settings = load_settings(instance_path)
     _prepare_signing_key(KeyStore(settings.keys_dir, settings.keys_reload_interval), settings.env)
     _refuse_an_unmigrated_database(settings)
+    return settings
 
 
 def _refuse_an_unmigrated_database(settings: Settings) -> None:
@@ -46,16 +48,12 @@ def _refuse_an_unmigrated_database(settings: Settings) -> None:
     One that does not answer is not: the server starts, says 503 and reports it at /readyz,
     and recovers when the database is back.
     """
-    from sqlalchemy import create_engine
     from sqlalchemy.exc import SQLAlchemyError
 
     from idp.services.readiness import migrations_head, schema_version
 
     head = migrations_head(PROJECT_ROOT / "migrations" / "versions")
-    options = (
-        {"connect_args": {"connect_timeout": 3}} if "postgresql" in settings.database_url else {}
-    )
-    engine = create_engine(settings.database_url, **options)
+    engine = database.one_off_engine(settings.database_url)
     try:
         with engine.connect() as connection:
             current = schema_version(connection)
@@ -119,7 +117,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     _prepare_signing_key(services.keys, settings.env)
     config_oauth(app)
     # First of the request hooks, so that it times and counts what the others do too.
-    instrument.init_app(app, requests=bool(settings.metrics_token or settings.metrics_bind))
+    instrument.init_app(app, requests=settings.metrics_enabled)
 
     from idp import api, oauth, probes
     from idp.metrics import views as metrics_views

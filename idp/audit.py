@@ -23,7 +23,7 @@ from flask import Flask, current_app, g, has_request_context, request
 
 from idp import metrics
 from idp.clock import utcnow
-from idp.logs import JSONFormatter
+from idp.logs import JSONFormatter, rfc3339
 
 LOGGER_NAME = "idp.audit"
 logger = logging.getLogger(LOGGER_NAME)
@@ -242,7 +242,7 @@ def record(
     reason = fields.get("reason")
     if reason is not None and spec.reasons is not None and reason not in spec.reasons:
         raise ValueError(f"audit event {event!r} has no reason {reason!r}")
-    payload: dict[str, Any] = {"ts": _timestamp(), "event": event, "outcome": outcome}
+    payload: dict[str, Any] = {"ts": rfc3339(utcnow()), "event": event, "outcome": outcome}
     payload.update(origin())
     payload["user_id"] = user_id
     if email is not None:
@@ -310,10 +310,6 @@ def email_hash(email: str) -> str:
     secret_bytes = secret.encode("utf-8") if isinstance(secret, str) else bytes(secret or b"")
     key = hmac.new(secret_bytes, b"idp.audit.email_hash", hashlib.sha256).digest()
     return hmac.new(key, canonical.encode("utf-8"), hashlib.sha256).hexdigest()[:16]
-
-
-def _timestamp() -> str:
-    return utcnow().isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _dumps(payload: dict[str, Any]) -> str:

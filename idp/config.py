@@ -221,6 +221,11 @@ class Settings:
     # The hosted pages' accent colour (a CSS hex colour).
     brand_color: str = _setting(_color, "#2f5bd3")
 
+    @property
+    def metrics_enabled(self) -> bool:
+        """Whether idp counts requests and serves metrics (IDP_METRICS_TOKEN or _BIND set)."""
+        return bool(self.metrics_token or self.metrics_bind)
+
 
 def env_name(name: str) -> str:
     """The environment variable of a setting: `issuer` is IDP_ISSUER."""

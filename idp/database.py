@@ -12,10 +12,12 @@ from typing import Any
 import click
 import psycopg
 from flask import Flask, current_app
-from sqlalchemy import Engine, Select, event
+from sqlalchemy import Engine, Select, create_engine, event
 from sqlalchemy import exc as sa_exc
+from sqlalchemy.pool import NullPool
 
 from idp import metrics
+from idp.config import DB_CONNECT_TIMEOUT
 from idp.extensions import db
 
 log = logging.getLogger(__name__)
@@ -56,6 +58,24 @@ def bind_migrations(app: Flask) -> None:
     if "migrate" not in app.extensions:
         directory = app.config["IDP_MIGRATIONS_DIR"]
         Migrate(app, db, directory=directory, render_as_batch=True)
+
+
+def one_off_engine(database_url: str) -> Engine:
+    """An engine for reads outside the app's pool (the start-up schema check, metrics scrapes):
+    a connection per use (nothing held open, nothing for a fork to copy), a read that gives up
+    within seconds on a locked table or a lost host, and on SQLite no write lock (the app's
+    engine takes one at every BEGIN)."""
+    if database_url.startswith("postgresql"):
+        options: dict[str, object] = {
+            "connect_timeout": DB_CONNECT_TIMEOUT,
+            "options": "-c statement_timeout=2000 -c lock_timeout=1000",
+            "tcp_user_timeout": 5000,
+        }
+    else:
+        options = {"timeout": 1}
+    return create_engine(
+        database_url, poolclass=NullPool, hide_parameters=True, connect_args=options
+    )
 
 
 def read_one(statement: Select[Any], params: dict[str, Any]) -> Any:

@@ -22,10 +22,14 @@ TEXT = "text"
 FORMATS = (JSON, TEXT)
 
 
+def rfc3339(moment: datetime) -> str:
+    """An aware time in RFC 3339, UTC, to the millisecond (every line's `ts`)."""
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 def timestamp(created: float) -> str:
-    """A record's time in RFC 3339, UTC, to the millisecond."""
-    moment = datetime.fromtimestamp(created, tz=UTC)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """A record's time (seconds since the epoch) in RFC 3339."""
+    return rfc3339(datetime.fromtimestamp(created, tz=UTC))
 
 
 def current_request_id() -> str | None:

@@ -13,9 +13,10 @@ from wsgiref.simple_server import WSGIServer
 from prometheus_client import start_http_server
 
 from idp.config import Settings
+from idp.database import one_off_engine
 from idp.errors import ConfigurationError
 from idp.metrics import exposition
-from idp.metrics.state import StateCollector, state_engine
+from idp.metrics.state import StateCollector
 from idp.services.keys import KeyStore
 
 log = logging.getLogger(__name__)
@@ -31,7 +32,7 @@ def serve(settings: Settings) -> None:
     # A connection per scrape, closed after it: nothing of the database's is held open in the
     # master when it forks a worker.
     state = StateCollector(
-        state_engine(settings.database_url),
+        one_off_engine(settings.database_url),
         KeyStore(settings.keys_dir, settings.keys_reload_interval),
     )
     try:

@@ -12,10 +12,9 @@ from datetime import datetime
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-from sqlalchemy import create_engine, func, select
+from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.pool import NullPool
 
 from idp.clock import utcnow
 from idp.models.outbox import PENDING, REQUESTED, STATUSES, OutboxMail
@@ -30,25 +29,9 @@ _OUTBOX = select(OutboxMail.status, func.count(), func.min(OutboxMail.created_at
 )
 
 
-def state_engine(database_url: str) -> Engine:
-    """An engine of the scrapes' own: a connection per scrape (nothing held open, nothing for a
-    fork to copy), a read that gives up within seconds on a locked table or a lost host, and on
-    SQLite no write lock (the app's engine takes one at every BEGIN)."""
-    if database_url.startswith("postgresql"):
-        options: dict[str, object] = {
-            "connect_timeout": 3,
-            "options": "-c statement_timeout=2000 -c lock_timeout=1000",
-            "tcp_user_timeout": 5000,
-        }
-    else:
-        options = {"timeout": 1}
-    return create_engine(
-        database_url, poolclass=NullPool, hide_parameters=True, connect_args=options
-    )
-
-
 class StateCollector(Collector):
-    """Read the outbox (through its own engine) and the key store when a scrape asks."""
+    """Read the outbox (through an engine of its own, idp.database.one_off_engine) and the key
+    store when a scrape asks."""
 
     def __init__(self, engine: Engine, keys: KeyStore) -> None:
         self._engine = engine

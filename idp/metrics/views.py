@@ -6,10 +6,11 @@ import hmac
 
 from flask import Blueprint, Response, current_app
 
+from idp.database import one_off_engine
 from idp.errors import InvalidAccessToken, MissingAccessToken
 from idp.http.surfaces import Surface
 from idp.metrics import exposition
-from idp.metrics.state import StateCollector, state_engine
+from idp.metrics.state import StateCollector
 from idp.oauth.bearer import bearer_token
 from idp.services.registry import get_services
 
@@ -20,16 +21,15 @@ EXTENSION_KEY = "idp.metrics.state"
 @bp.get("/metrics")
 def metrics() -> Response:
     """The Prometheus text exposition; 401 without the metrics token."""
+    settings = current_app.config["IDP"]
     token = bearer_token()
     if token is None:
         raise MissingAccessToken()
-    expected = current_app.config["IDP"].metrics_token
-    if not hmac.compare_digest(token.encode(), expected.encode()):
+    if not hmac.compare_digest(token.encode(), settings.metrics_token.encode()):
         raise InvalidAccessToken()
     state = current_app.extensions.get(EXTENSION_KEY)
     if state is None:
-        settings = current_app.config["IDP"]
-        state = StateCollector(state_engine(settings.database_url), get_services().keys)
+        state = StateCollector(one_off_engine(settings.database_url), get_services().keys)
         current_app.extensions[EXTENSION_KEY] = state
     return Response(exposition.render(state), content_type=exposition.CONTENT_TYPE)
 
