@@ -55,15 +55,21 @@ def smtp() -> Iterator[SMTPServer]:
     server.stop()
 
 
-@pytest.fixture(scope="session")
-def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def new_database(folder: Path) -> Iterator[str]:
+    """An empty database of this run's backend (SQLite in `folder`, or one of its own on the
+    IDP_TEST_DATABASE_URL server), dropped afterwards."""
     base = os.environ.get("IDP_TEST_DATABASE_URL")
     if not base:
-        yield f"sqlite:///{tmp_path_factory.mktemp('db') / 'idp.sqlite3'}"
+        yield f"sqlite:///{folder / 'idp.sqlite3'}"
         return
     url = create_postgres_database(base)
     yield url
     drop_postgres_database(url)
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    yield from new_database(tmp_path_factory.mktemp("db"))
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +13,7 @@ from idp import create_app
 from idp.extensions import db
 from idp.services.keys import MANIFEST
 from idp.services.readiness import migrations_head
-from tests.conftest import REDIS_URL
-from tests.support import create_postgres_database, drop_postgres_database
+from tests.conftest import REDIS_URL, new_database
 
 HEAD = "0005"  # the newest migration; a new one moves it
 
@@ -63,13 +61,7 @@ def test_readyz_pings_redis_when_configured(make_app):
 @pytest.fixture
 def empty_database_url(tmp_path: Path) -> Any:
     """A database of this run's backend that was never migrated."""
-    base = os.environ.get("IDP_TEST_DATABASE_URL")
-    if not base:
-        yield f"sqlite:///{tmp_path / 'never-migrated.sqlite3'}"
-        return
-    url = create_postgres_database(base)
-    yield url
-    drop_postgres_database(url)
+    yield from new_database(tmp_path)
 
 
 def test_an_unmigrated_database_is_not_ready(base_settings, empty_database_url):

@@ -213,17 +213,22 @@ def e2e_database(base_settings: dict[str, Any]) -> Iterator[dict[str, Any]]:
         db.engine.dispose()
 
 
-def _launcher(
-    settings: dict[str, Any], default_smtp_port: int, new_folder: Callable[[], Path]
-) -> Iterator[Callable[..., Gunicorn]]:
-    """Yield a function that starts servers, each in a new folder; stop them all afterwards."""
-    servers: list[Gunicorn] = []
+def launcher(
+    settings: dict[str, Any],
+    default_smtp_port: int,
+    new_folder: Callable[[], Path],
+    build: Callable[[dict[str, str], int, Path], Any] = Gunicorn,
+) -> Iterator[Callable[..., Any]]:
+    """Yield a function that starts servers, each in a new folder; stop them all afterwards.
 
-    def start(smtp_port: int | None = None, **extra: str) -> Gunicorn:
+    `build(env, port, folder)` makes the server: the harness's Gunicorn by default."""
+    servers: list[Any] = []
+
+    def start(smtp_port: int | None = None, **extra: str) -> Any:
         port = free_port()
         folder = new_folder()
         env = server_env(settings, folder / "keys", port, smtp_port or default_smtp_port, **extra)
-        server = Gunicorn(env, port, folder)
+        server = build(env, port, folder)
         servers.append(server)
         server.start()
         return server
@@ -237,7 +242,7 @@ def _launcher(
 def launch_module(
     e2e_database: dict[str, Any], smtp: SMTPServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Callable[..., Gunicorn]]:
-    yield from _launcher(e2e_database, smtp.port, lambda: tmp_path_factory.mktemp("e2e"))
+    yield from launcher(e2e_database, smtp.port, lambda: tmp_path_factory.mktemp("e2e"))
 
 
 @pytest.fixture(scope="module")
@@ -251,14 +256,19 @@ def launch(
     e2e_database: dict[str, Any], smtp: SMTPServer, tmp_path: Path
 ) -> Iterator[Callable[..., Gunicorn]]:
     """Start servers of a test's own (fresh keys folder); they are killed when it ends."""
+    yield from launcher(e2e_database, smtp.port, numbered_folders(tmp_path))
+
+
+def numbered_folders(parent: Path) -> Callable[[], Path]:
+    """A function that makes a new folder in `parent` at each call: server-0, server-1, ..."""
     folders = itertools.count()
 
     def new_folder() -> Path:
-        folder = tmp_path / f"server-{next(folders)}"
+        folder = parent / f"server-{next(folders)}"
         folder.mkdir()
         return folder
 
-    yield from _launcher(e2e_database, smtp.port, new_folder)
+    return new_folder
 
 
 def flask_cli(env: dict[str, str], *args: str) -> str:

@@ -14,10 +14,9 @@ import pytest
 import requests
 
 from tests.e2e.api import Api, unique_email
-from tests.e2e.conftest import REQUEST_TIMEOUT, flask_cli, server_env
+from tests.e2e.conftest import REQUEST_TIMEOUT, flask_cli, launcher, numbered_folders
 from tests.flows import PASSWORD
 from tests.gunicorn_server import GunicornServer
-from tests.support import free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -26,21 +25,12 @@ pytestmark = pytest.mark.e2e
 def production_logged(
     e2e_database: dict[str, Any], smtp: Any, tmp_path: Path
 ) -> Iterator[Callable[..., GunicornServer]]:
-    servers: list[GunicornServer] = []
+    """Servers as production runs them: gunicorn.conf.py's own access line, not the harness's."""
 
-    def start(**extra: str) -> GunicornServer:
-        port = free_port()
-        folder = tmp_path / f"server-{port}"
-        folder.mkdir()
-        env = server_env(e2e_database, folder / "keys", port, smtp.port, **extra)
-        server = GunicornServer(env, port, workers=2, error_log=folder / "log", args=("-w", "2"))
-        servers.append(server)
-        server.start()
-        return server
+    def production(env: dict[str, str], port: int, folder: Path) -> GunicornServer:
+        return GunicornServer(env, port, workers=2, error_log=folder / "log", args=("-w", "2"))
 
-    yield start
-    for server in servers:
-        server.stop()
+    yield from launcher(e2e_database, smtp.port, numbered_folders(tmp_path), production)
 
 
 def json_lines(text: str) -> list[dict[str, Any]]:
