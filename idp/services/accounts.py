@@ -6,8 +6,9 @@ import unicodedata
 import uuid
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm.attributes import set_committed_value
 
 from idp import audit
 from idp.errors import (
@@ -63,7 +64,7 @@ class AccountService:
 
     def find_by_email(self, email: str) -> User | None:
         """Return the account for an address in any case or spelling, if there is one."""
-        return db.session.scalar(select(User).where(User.email_canonical == canonical_email(email)))
+        return db.session.scalar(_USER_BY_EMAIL, {"email_canonical": canonical_email(email)})
 
     def register(
         self,
@@ -253,9 +254,7 @@ class AccountService:
                 "login.failure", "denied", user_id=public_id, reason="unverified", email=email
             )
             raise EmailNotVerified()
-        changes: dict[str, object] = {"last_login_at": now}
-        if checked.rehash:
-            changes["password_hash"] = self.passwords.hash(password)
+        new_hash = self.passwords.hash(password) if checked.rehash else None
         # The password may have changed while it was checked (a reset in another request). The
         # login stands only if the checked hash is still the stored one; this UPDATE holds the
         # user's row until the session is committed, so a reset that commits after it ends that
@@ -264,13 +263,8 @@ class AccountService:
         # read above does not show it) fails the login here, a later one waits for this row and
         # then ends the session.
         still_current = db.session.execute(
-            update(User)
-            .where(
-                User.id == user.id,
-                User.password_hash == stored_hash,
-                User.disabled_at.is_(None),
-            )
-            .values(**changes)
+            _RECORD_LOGIN if new_hash is None else _RECORD_LOGIN_AND_REHASH,
+            {"user_id": user.id, "checked_hash": stored_hash, "now": now, "new_hash": new_hash},
         ).rowcount
         if still_current != 1:
             db.session.rollback()
@@ -278,6 +272,10 @@ class AccountService:
             if db.session.scalar(select(User.disabled_at).where(User.id == user.id)) is not None:
                 fail("disabled", public_id, outcome="denied")
             fail("password_changed", public_id)
+        # A Core UPDATE leaves the loaded user as it was: say what the row now holds.
+        set_committed_value(user, "last_login_at", now)
+        if new_hash is not None:
+            set_committed_value(user, "password_hash", new_hash)
         return user
 
     def login(
@@ -344,3 +342,18 @@ class AccountService:
         after_commit(revocations.user_sessions_ended, user.public_id, now)
         after_commit(audit.record, "password_reset.confirmed", "success", user_id=user.public_id)
         return user
+
+
+# Login's statements, built once (see idp.services.sessions).
+_users = User.__table__
+_USER_BY_EMAIL = select(User).where(User.email_canonical == bindparam("email_canonical"))
+_RECORD_LOGIN = (
+    update(_users)
+    .where(
+        _users.c.id == bindparam("user_id"),
+        _users.c.password_hash == bindparam("checked_hash"),
+        _users.c.disabled_at.is_(None),
+    )
+    .values(last_login_at=bindparam("now"))
+)
+_RECORD_LOGIN_AND_REHASH = _RECORD_LOGIN.values(password_hash=bindparam("new_hash"))

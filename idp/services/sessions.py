@@ -6,7 +6,7 @@ import hmac
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -32,6 +32,17 @@ REVOKED_BY_CLIENT = "revoked_by_client"
 
 # What the /api/v1/auth facade grants to its own sessions.
 API_SCOPE = "profile email"
+
+
+class OpenedSession(NamedTuple):
+    """A session row as start() inserted it: what minting its tokens reads."""
+
+    id: int
+    public_id: str
+    client_id: str
+    scope: str
+    created_at: datetime
+    audience: str | None
 
 
 @dataclass(frozen=True)
@@ -80,20 +91,32 @@ class SessionService:
         A session that is not refreshable still exists: its access tokens name it (`sid`),
         so ending it (sign-out, a reused code) ends them.
         """
-        session = RefreshSession(
+        # A Core INSERT that returns the id: no ORM object (and no flush) for a row this request
+        # only writes.
+        opened = OpenedSession(
+            id=0,
             public_id=secrets.token_urlsafe(24),
-            user=user,
             client_id=client_id,
             scope=scope,
             created_at=now,
-            browser_session_id=browser_session_id,
             # Kept so that every token rotated from this session names the same audience.
             audience=" ".join([audience] if isinstance(audience, str) else audience)
             if audience
             else None,
         )
-        db.session.add(session)
-        return self._mint(session, user, now, refreshable)
+        row_id = db.session.execute(
+            _INSERT_SESSION,
+            {
+                "public_id": opened.public_id,
+                "user_id": user.id,
+                "client_id": client_id,
+                "scope": scope,
+                "created_at": now,
+                "browser_session_id": browser_session_id,
+                "audience": opened.audience,
+            },
+        ).scalar_one()
+        return self._mint(opened._replace(id=row_id), user, now, refreshable)
 
     def rotate(self, raw_refresh_token: str, client_id: str, now: datetime) -> TokenPair:
         """Spend a refresh token and return a new pair; a replayed token ends its session."""
@@ -276,9 +299,12 @@ class SessionService:
         session.revoked_reason = reason
 
     def _mint(
-        self, session: RefreshSession, user: User, now: datetime, refreshable: bool = True
+        self,
+        session: RefreshSession | OpenedSession,
+        user: User,
+        now: datetime,
+        refreshable: bool = True,
     ) -> TokenPair:
-        db.session.flush()  # the session needs its id before a token can point at it
         raw = new_secret() if refreshable else None
         if raw is not None:
             # A Core INSERT: the row is never read back in this request: no ORM object needed.
@@ -324,6 +350,7 @@ _SPEND = (
     .returning(_tokens.c.session_id)
 )
 _INSERT_TOKEN = insert(_tokens)
+_INSERT_SESSION = insert(_sessions).returning(_sessions.c.id)
 _CLAIM_GRACE = (
     update(_tokens)
     .where(_tokens.c.id == bindparam("token_id"), _tokens.c.grace_used_at.is_(None))
