@@ -27,7 +27,7 @@ S256 = "S256"
 
 
 class PresentedCode(AuthorizationCodeMixin):
-    """Authlib's view of a stored code (idp.models.AuthorizationCode)."""
+    """Authlib's view of a stored code (idp.services.authorizations.StoredCode)."""
 
     def __init__(self, row: Any) -> None:
         self.row = row

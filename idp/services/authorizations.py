@@ -8,11 +8,11 @@ session; a second redemption is refused and revokes what the first one minted (R
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 
 from idp import audit
 from idp.errors import InvalidAuthorizationCode, NotFound
@@ -33,6 +33,28 @@ CODE_MAX = 64
 CLIENT_ID_MAX = 64
 CODE_REUSED = "code_reused"
 OFFLINE_ACCESS = "offline_access"
+
+
+@dataclass(frozen=True)
+class StoredCode:
+    """A stored code as its redemption needs it: its columns, its user, its browser session's."""
+
+    id: int
+    client_id: str
+    redirect_uri: str
+    scope: str
+    nonce: str | None
+    code_challenge: str | None
+    code_challenge_method: str | None
+    resource: str | None
+    auth_time: datetime
+    expires_at: datetime
+    used_at: datetime | None
+    refresh_session_id: int | None
+    browser_session_id: int | None
+    browser_session_public_id: str | None
+    browser_session_ended_at: datetime | None
+    user: User
 
 
 @dataclass(frozen=True)
@@ -96,21 +118,21 @@ class AuthorizationService:
         )
         return raw
 
-    def find_code(self, raw: str, client_id: str, now: datetime) -> AuthorizationCode:
+    def find_code(self, raw: str, client_id: str, now: datetime) -> StoredCode:
         """Return the live code a client presents; a spent one revokes what it minted.
 
         An unknown code, one issued to another client and an expired one are refused alike.
         """
         if not isinstance(raw, str) or not raw or len(raw) > CODE_MAX:
             raise InvalidAuthorizationCode()
-        code = db.session.scalar(
-            select(AuthorizationCode).where(AuthorizationCode.code_hash == digest(raw))
-        )
-        if code is None or code.client_id != client_id:
+        # The code, its user and its browser session's state in one query.
+        found = db.session.execute(_FIND_CODE, {"code_hash": digest(raw)}).one_or_none()
+        if found is None or found.client_id != client_id:
             audit.record(
                 "authorization.code_refused", "failure", client_id=client_id, reason="unknown"
             )
             raise InvalidAuthorizationCode()
+        code = StoredCode(*found)  # the columns in field order, the user last
         if code.used_at is not None:
             self._revoke_what_it_minted(code, now)
             raise InvalidAuthorizationCode()
@@ -123,37 +145,24 @@ class AuthorizationService:
 
     def redeem(
         self,
-        code: AuthorizationCode,
+        code: StoredCode,
         now: datetime,
         audience: str | list[str] | None = None,
     ) -> Redemption:
         """Spend a code (of two racing redemptions exactly one wins) and mint its tokens.
 
         `audience` is the `aud` of the tokens (None: the server's own)."""
-        spent = db.session.execute(
-            update(AuthorizationCode)
-            .where(AuthorizationCode.id == code.id, AuthorizationCode.used_at.is_(None))
-            .values(used_at=now)
-            .execution_options(synchronize_session=False)
-        ).rowcount
-        if spent != 1:
-            db.session.rollback()
-            raise InvalidAuthorizationCode()
-        browser = (
-            db.session.get(BrowserSession, code.browser_session_id)
-            if code.browser_session_id is not None
-            else None
-        )
         user = code.user
         valid_after = user.sessions_valid_after
         if (
-            browser is None
-            or browser.ended_at is not None
+            code.browser_session_public_id is None
+            or code.browser_session_ended_at is not None
             or not user.is_active
             or user.disabled_at is not None
             or (valid_after is not None and code.auth_time < valid_after)
         ):
             # Signed out (or disabled, or reset) between the code and its redemption.
+            self._spend(code, now, None)
             db.session.commit()  # the code stays spent
             audit.record(
                 "authorization.code_refused",
@@ -169,14 +178,14 @@ class AuthorizationService:
             code.client_id,
             code.scope,
             now,
-            browser_session_id=browser.id,
+            browser_session_id=code.browser_session_id,
             refreshable=refreshable,
             audience=audience,
         )
-        code.refresh_session_id = db.session.scalar(
-            select(RefreshSession.id).where(RefreshSession.public_id == pair.session_id)
-        )
-        db.session.flush()
+        # Spent after the session it opened exists, so that the code names it: a replay then
+        # revokes that session. Of two racing redemptions the second finds the code spent
+        # here and rolls its own session back.
+        self._spend(code, now, pair.session_id)
         after_commit(
             audit.record,
             "authorization.code_redeemed",
@@ -185,9 +194,23 @@ class AuthorizationService:
             client_id=code.client_id,
             session_id=pair.session_id,
         )
-        return Redemption(pair, user, code.nonce, code.auth_time, browser.public_id)
+        return Redemption(pair, user, code.nonce, code.auth_time, code.browser_session_public_id)
 
-    def _revoke_what_it_minted(self, code: AuthorizationCode, now: datetime) -> None:
+    def _spend(self, code: StoredCode, now: datetime, session_public_id: str | None) -> None:
+        """Mark the code used (and name the session it opened); refuse it if already used."""
+        spent = db.session.execute(
+            _SPEND_CODE, {"code_id": code.id, "now": now, "session_public_id": session_public_id}
+        ).rowcount
+        if spent != 1:
+            # Another redemption spent it since it was read: this one is a second use, as a
+            # replay is, and ends what the first one got (committed by now: PostgreSQL held
+            # this UPDATE until the winner's transaction ended; SQLite runs them one by one).
+            db.session.rollback()
+            minted = db.session.scalar(_MINTED_BY_CODE, {"code_id": code.id})
+            self._revoke_what_it_minted(replace(code, refresh_session_id=minted), now)
+            raise InvalidAuthorizationCode()
+
+    def _revoke_what_it_minted(self, code: StoredCode, now: datetime) -> None:
         session_id = None
         if code.refresh_session_id is not None:
             session = db.session.get(RefreshSession, code.refresh_session_id)
@@ -271,3 +294,44 @@ class AuthorizationService:
         return db.session.scalar(
             select(Consent).where(Consent.user_id == user.id, Consent.client_id == client_id)
         )
+
+
+# The code exchange's statements, built once (see idp.services.sessions). The code, its user (an
+# ORM object: the ID token's claims are read from it) and its browser session in one query.
+_codes = AuthorizationCode.__table__
+_browsers = BrowserSession.__table__
+_FIND_CODE = (
+    select(
+        _codes.c.id,
+        _codes.c.client_id,
+        _codes.c.redirect_uri,
+        _codes.c.scope,
+        _codes.c.nonce,
+        _codes.c.code_challenge,
+        _codes.c.code_challenge_method,
+        _codes.c.resource,
+        _codes.c.auth_time,
+        _codes.c.expires_at,
+        _codes.c.used_at,
+        _codes.c.refresh_session_id,
+        _codes.c.browser_session_id,
+        _browsers.c.public_id.label("browser_session_public_id"),
+        _browsers.c.ended_at.label("browser_session_ended_at"),
+        User,
+    )
+    .select_from(_codes)
+    .join(User, User.id == _codes.c.user_id)
+    .outerjoin(_browsers, _browsers.c.id == _codes.c.browser_session_id)
+    .where(_codes.c.code_hash == bindparam("code_hash"))
+)
+_MINTED_BY_CODE = select(_codes.c.refresh_session_id).where(_codes.c.id == bindparam("code_id"))
+_SPEND_CODE = (
+    update(_codes)
+    .where(_codes.c.id == bindparam("code_id"), _codes.c.used_at.is_(None))
+    .values(
+        used_at=bindparam("now"),
+        refresh_session_id=select(RefreshSession.__table__.c.id)
+        .where(RefreshSession.__table__.c.public_id == bindparam("session_public_id"))
+        .scalar_subquery(),
+    )
+)

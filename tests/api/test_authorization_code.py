@@ -11,6 +11,7 @@ import base64
 import hashlib
 import hmac
 import json
+import threading
 from datetime import timedelta
 from typing import Any
 from urllib.parse import parse_qs, quote, urlencode, urlsplit
@@ -488,6 +489,37 @@ def test_a_reused_code_leaves_the_browser_session_alone(client, browser, app, us
     redeem(client, relying, code, verifier)
     response = start(browser, authorize_params(relying, challenge))
     assert "code" in query_of(response.headers["Location"])
+
+
+def test_of_racing_redemptions_one_gets_tokens_and_the_others_end_them(client, browser, app, user):
+    # Four copies of one code at once: one pair of tokens; each other copy is a second use of
+    # the code, however close behind, and revokes that pair (RFC 6749 4.1.2).
+    relying = register_app(app, public=True)
+    verifier, challenge = pkce()
+    code, _ = code_through_browser(
+        browser, relying, user[0], challenge, scope="openid offline_access"
+    )
+    barrier = threading.Barrier(4)
+    answers: list[Any] = []
+
+    def attempt() -> None:
+        own = app.test_client()
+        barrier.wait()
+        answers.append(redeem(own, relying, code, verifier))
+
+    threads = [threading.Thread(target=attempt) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert sorted(answer.status_code for answer in answers) == [200, 400, 400, 400]
+    refused = [answer.json for answer in answers if answer.status_code == 400]
+    assert {answer["error"] for answer in refused} == {"invalid_grant"}
+    assert not any("access_token" in answer for answer in refused)
+    (won,) = [answer.json for answer in answers if answer.status_code == 200]
+    assert client.get("/oauth/userinfo", headers=bearer(won["access_token"])).status_code == 401
+    assert verify_token(client, won["access_token"]).status_code == 401
+    assert refresh(client, relying, won["refresh_token"]).json["error"] == "invalid_grant"
 
 
 @pytest.mark.parametrize(
