@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import bindparam, select, update
+from sqlalchemy.orm import aliased
 
 from idp import audit
 from idp.errors import InvalidAuthorizationCode, NotFound
@@ -125,16 +126,23 @@ class AuthorizationService:
         """
         if not isinstance(raw, str) or not raw or len(raw) > CODE_MAX:
             raise InvalidAuthorizationCode()
-        # The code, its user and its browser session's state in one query.
-        found = db.session.execute(_FIND_CODE, {"code_hash": digest(raw)}).one_or_none()
+        # The code, its user and its browser session in one query, the user's and the browser
+        # session's rows locked (FOR SHARE) until the redemption commits: a sign-out, password
+        # reset or disable that writes either row waits for it, and then its revocation sees
+        # the session this redemption opens (or, if it came first, this read sees it).
+        params = {"code_hash": digest(raw)}
+        found = db.session.execute(_FIND_LIVE_CODE, params).one_or_none()
+        if found is None:
+            # Unknown, or its browser session is gone: read it without the browser session.
+            found = db.session.execute(_FIND_CODE, params).one_or_none()
         if found is None or found.client_id != client_id:
             audit.record(
                 "authorization.code_refused", "failure", client_id=client_id, reason="unknown"
             )
             raise InvalidAuthorizationCode()
-        code = StoredCode(*found)  # the columns in field order, the user last
+        code = StoredCode(**found._asdict())
         if code.used_at is not None:
-            self._revoke_what_it_minted(code, now)
+            self._revoke_what_it_minted(code, code.user.public_id, now)
             raise InvalidAuthorizationCode()
         if code.expires_at <= now:
             audit.record(
@@ -204,13 +212,17 @@ class AuthorizationService:
         if spent != 1:
             # Another redemption spent it since it was read: this one is a second use, as a
             # replay is, and ends what the first one got (committed by now: PostgreSQL held
-            # this UPDATE until the winner's transaction ended; SQLite runs them one by one).
+            # this UPDATE until the winner's transaction ended). Only on PostgreSQL: SQLite
+            # runs the two one after the other, and the second finds the code spent.
+            user_public_id = code.user.public_id  # the rollback expires the loaded user
             db.session.rollback()
             minted = db.session.scalar(_MINTED_BY_CODE, {"code_id": code.id})
-            self._revoke_what_it_minted(replace(code, refresh_session_id=minted), now)
+            self._revoke_what_it_minted(
+                replace(code, refresh_session_id=minted), user_public_id, now
+            )
             raise InvalidAuthorizationCode()
 
-    def _revoke_what_it_minted(self, code: StoredCode, now: datetime) -> None:
+    def _revoke_what_it_minted(self, code: StoredCode, user_public_id: str, now: datetime) -> None:
         session_id = None
         if code.refresh_session_id is not None:
             session = db.session.get(RefreshSession, code.refresh_session_id)
@@ -227,7 +239,7 @@ class AuthorizationService:
             "authorization.code_reused",
             "denied",
             client_id=code.client_id,
-            user_id=code.user.public_id,
+            user_id=user_public_id,
             session_id=session_id,
         )
 
@@ -297,30 +309,43 @@ class AuthorizationService:
 
 
 # The code exchange's statements, built once (see idp.services.sessions). The code, its user (an
-# ORM object: the ID token's claims are read from it) and its browser session in one query.
+# ORM object: the ID token's claims are read from it) and its browser session in one query; the
+# columns are named as StoredCode's fields.
 _codes = AuthorizationCode.__table__
 _browsers = BrowserSession.__table__
-_FIND_CODE = (
-    select(
-        _codes.c.id,
-        _codes.c.client_id,
-        _codes.c.redirect_uri,
-        _codes.c.scope,
-        _codes.c.nonce,
-        _codes.c.code_challenge,
-        _codes.c.code_challenge_method,
-        _codes.c.resource,
-        _codes.c.auth_time,
-        _codes.c.expires_at,
-        _codes.c.used_at,
-        _codes.c.refresh_session_id,
-        _codes.c.browser_session_id,
-        _browsers.c.public_id.label("browser_session_public_id"),
-        _browsers.c.ended_at.label("browser_session_ended_at"),
-        User,
-    )
+_owner = aliased(User, name="user")
+_CODE_COLUMNS = (
+    _codes.c.id,
+    _codes.c.client_id,
+    _codes.c.redirect_uri,
+    _codes.c.scope,
+    _codes.c.nonce,
+    _codes.c.code_challenge,
+    _codes.c.code_challenge_method,
+    _codes.c.resource,
+    _codes.c.auth_time,
+    _codes.c.expires_at,
+    _codes.c.used_at,
+    _codes.c.refresh_session_id,
+    _codes.c.browser_session_id,
+    _browsers.c.public_id.label("browser_session_public_id"),
+    _browsers.c.ended_at.label("browser_session_ended_at"),
+    _owner,
+)
+_FIND_LIVE_CODE = (
+    select(*_CODE_COLUMNS)
     .select_from(_codes)
-    .join(User, User.id == _codes.c.user_id)
+    .join(_owner, _owner.id == _codes.c.user_id)
+    .join(_browsers, _browsers.c.id == _codes.c.browser_session_id)
+    .where(_codes.c.code_hash == bindparam("code_hash"))
+    # FOR SHARE OF users, browser_sessions on PostgreSQL; SQLite's BEGIN IMMEDIATE already
+    # runs the writers one at a time.
+    .with_for_update(read=True, of=[_owner, _browsers])
+)
+_FIND_CODE = (
+    select(*_CODE_COLUMNS)
+    .select_from(_codes)
+    .join(_owner, _owner.id == _codes.c.user_id)
     .outerjoin(_browsers, _browsers.c.id == _codes.c.browser_session_id)
     .where(_codes.c.code_hash == bindparam("code_hash"))
 )

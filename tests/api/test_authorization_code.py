@@ -24,7 +24,10 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from idp.clock import utcnow
+from idp.errors import InvalidAuthorizationCode
 from idp.services import clients as client_service
+from idp.services.authorizations import AuthorizationService
+from idp.services.registry import get_services
 from idp.transaction import commit
 from tests.flows import (
     API,
@@ -520,6 +523,72 @@ def test_of_racing_redemptions_one_gets_tokens_and_the_others_end_them(client, b
     assert client.get("/oauth/userinfo", headers=bearer(won["access_token"])).status_code == 401
     assert verify_token(client, won["access_token"]).status_code == 401
     assert refresh(client, relying, won["refresh_token"]).json["error"] == "invalid_grant"
+
+
+def test_a_redemption_cannot_outlive_a_sign_out_that_races_it(
+    client, browser, app, user, monkeypatch
+):
+    # The code is read, then the browser session is signed out before the redemption commits:
+    # the sign-out waits for it (PostgreSQL: the rows the redemption read are locked FOR SHARE;
+    # SQLite: one writer at a time) and then ends the session it opened too.
+    relying = register_app(app, public=True)
+    first = tokens_for(client, browser, relying, user[0], scope="openid offline_access")
+    verifier, challenge = pkce()
+    code, _ = code_through_browser(
+        browser, relying, user[0], challenge, scope="openid offline_access"
+    )
+    read, go = threading.Event(), threading.Event()
+    redeem_as_written = AuthorizationService.redeem
+
+    def redeem_after_the_sign_out_started(self: Any, *args: Any, **kwargs: Any) -> Any:
+        read.set()
+        go.wait(timeout=10)
+        return redeem_as_written(self, *args, **kwargs)
+
+    monkeypatch.setattr(AuthorizationService, "redeem", redeem_after_the_sign_out_started)
+    answers: dict[str, Any] = {}
+
+    def redemption() -> None:
+        answers["token"] = redeem(app.test_client(), relying, code, verifier)
+
+    def sign_out() -> None:
+        hint = {"id_token_hint": first["id_token"], "post_logout_redirect_uri": LOGOUT_URI}
+        answers["logout"] = browser.get("/oauth/logout", query_string=hint)
+
+    racing = threading.Thread(target=redemption)
+    racing.start()
+    assert read.wait(timeout=10)
+    signing_out = threading.Thread(target=sign_out)
+    signing_out.start()
+    signing_out.join(timeout=0.5)  # on the old code the sign-out finished here
+    go.set()
+    racing.join(timeout=30)
+    signing_out.join(timeout=30)
+    assert answers["logout"].status_code == 303
+    assert answers["token"].status_code == 200, answers["token"].json
+    late = answers["token"].json
+    assert client.get("/oauth/userinfo", headers=bearer(late["access_token"])).status_code == 401
+    assert refresh(client, relying, late["refresh_token"]).json["error"] == "invalid_grant"
+
+
+def test_a_redemption_that_loses_a_race_ends_what_the_winner_got(client, browser, app, user):
+    # Both read the code before either spent it (on PostgreSQL two requests can; SQLite runs
+    # them one after the other): the second one's spend finds it used.
+    relying = register_app(app, public=True)
+    _verifier, challenge = pkce()
+    code, _ = code_through_browser(
+        browser, relying, user[0], challenge, scope="openid offline_access"
+    )
+    with app.test_request_context():
+        authorizations = get_services().authorizations
+        read = authorizations.find_code(code, relying.client_id, utcnow())
+        won = authorizations.redeem(read, utcnow())
+        commit()
+        with pytest.raises(InvalidAuthorizationCode):
+            authorizations.redeem(read, utcnow())
+    access = bearer(won.tokens.access_token)
+    assert client.get("/oauth/userinfo", headers=access).status_code == 401
+    assert refresh(client, relying, won.tokens.refresh_token).json["error"] == "invalid_grant"
 
 
 @pytest.mark.parametrize(
