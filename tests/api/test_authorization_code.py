@@ -525,46 +525,62 @@ def test_of_racing_redemptions_one_gets_tokens_and_the_others_end_them(client, b
     assert refresh(client, relying, won["refresh_token"]).json["error"] == "invalid_grant"
 
 
-def test_a_redemption_cannot_outlive_a_sign_out_that_races_it(
-    client, browser, app, user, monkeypatch
+@pytest.mark.parametrize("ending", ["sign-out", "password reset"])
+def test_a_redemption_cannot_outlive_an_ending_that_races_it(
+    client, browser, app, user, mailbox, monkeypatch, ending
 ):
-    # The code is read, then the browser session is signed out before the redemption commits:
-    # the sign-out waits for it (PostgreSQL: the rows the redemption read are locked FOR SHARE;
-    # SQLite: one writer at a time) and then ends the session it opened too.
+    # The code is read, then the browser session is signed out (or the password reset) before
+    # the redemption commits: that waits for it (PostgreSQL: the user's and the browser
+    # session's rows are locked FOR SHARE by the read; SQLite: one writer at a time) and then
+    # ends the session it opened too.
     relying = register_app(app, public=True)
     first = tokens_for(client, browser, relying, user[0], scope="openid offline_access")
     verifier, challenge = pkce()
     code, _ = code_through_browser(
         browser, relying, user[0], challenge, scope="openid offline_access"
     )
+    if ending == "sign-out":
+        hint = {"id_token_hint": first["id_token"], "post_logout_redirect_uri": LOGOUT_URI}
+
+        def end() -> Any:
+            return browser.get("/oauth/logout", query_string=hint)
+
+        ended_with = 303
+    else:
+        client.post(f"{API}/password-reset/", json={"email": user[0]})
+        reset = {"token": mailbox.wait_for(user[0], 2)[-1].token, "new_password": "Fresh-Secret-92"}
+
+        def end() -> Any:
+            return app.test_client().post(f"{API}/password-reset-confirm/", json=reset)
+
+        ended_with = 200
     read, go = threading.Event(), threading.Event()
     redeem_as_written = AuthorizationService.redeem
 
-    def redeem_after_the_sign_out_started(self: Any, *args: Any, **kwargs: Any) -> Any:
+    def redeem_after_the_ending_started(self: Any, *args: Any, **kwargs: Any) -> Any:
         read.set()
         go.wait(timeout=10)
         return redeem_as_written(self, *args, **kwargs)
 
-    monkeypatch.setattr(AuthorizationService, "redeem", redeem_after_the_sign_out_started)
+    monkeypatch.setattr(AuthorizationService, "redeem", redeem_after_the_ending_started)
     answers: dict[str, Any] = {}
 
     def redemption() -> None:
         answers["token"] = redeem(app.test_client(), relying, code, verifier)
 
-    def sign_out() -> None:
-        hint = {"id_token_hint": first["id_token"], "post_logout_redirect_uri": LOGOUT_URI}
-        answers["logout"] = browser.get("/oauth/logout", query_string=hint)
+    def ending_it() -> None:
+        answers["ending"] = end()
 
     racing = threading.Thread(target=redemption)
     racing.start()
     assert read.wait(timeout=10)
-    signing_out = threading.Thread(target=sign_out)
-    signing_out.start()
-    signing_out.join(timeout=0.5)  # on the old code the sign-out finished here
+    ender = threading.Thread(target=ending_it)
+    ender.start()
+    ender.join(timeout=0.5)  # without the lock the ending finished here, before the redemption
     go.set()
     racing.join(timeout=30)
-    signing_out.join(timeout=30)
-    assert answers["logout"].status_code == 303
+    ender.join(timeout=30)
+    assert answers["ending"].status_code == ended_with, answers["ending"].get_data(as_text=True)
     assert answers["token"].status_code == 200, answers["token"].json
     late = answers["token"].json
     assert client.get("/oauth/userinfo", headers=bearer(late["access_token"])).status_code == 401
