@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.orm import aliased
 
 from idp import audit
@@ -170,13 +170,14 @@ class AuthorizationService:
             or (valid_after is not None and code.auth_time < valid_after)
         ):
             # Signed out (or disabled, or reset) between the code and its redemption.
+            user_public_id = user.public_id
             self._spend(code, now, None)
             db.session.commit()  # the code stays spent
             audit.record(
                 "authorization.code_refused",
                 "failure",
                 client_id=code.client_id,
-                user_id=user.public_id,
+                user_id=user_public_id,
                 reason="session_ended",
             )
             raise InvalidAuthorizationCode()
@@ -216,9 +217,19 @@ class AuthorizationService:
             # runs the two one after the other, and the second finds the code spent.
             user_public_id = code.user.public_id  # the rollback expires the loaded user
             db.session.rollback()
-            minted = db.session.scalar(_MINTED_BY_CODE, {"code_id": code.id})
+            still = db.session.execute(_MINTED_BY_CODE, {"code_id": code.id}).one_or_none()
+            if still is None:
+                # Deleted meanwhile: the user withdrew the client's consent.
+                audit.record(
+                    "authorization.code_refused",
+                    "failure",
+                    client_id=code.client_id,
+                    user_id=user_public_id,
+                    reason="unknown",
+                )
+                raise InvalidAuthorizationCode()
             self._revoke_what_it_minted(
-                replace(code, refresh_session_id=minted), user_public_id, now
+                replace(code, refresh_session_id=still.refresh_session_id), user_public_id, now
             )
             raise InvalidAuthorizationCode()
 
@@ -287,6 +298,17 @@ class AuthorizationService:
         if consent is None:
             raise NotFound("You have not approved an application with this client_id.")
         db.session.delete(consent)
+        # The codes not yet redeemed go too (a redemption racing this either spent its code
+        # first, and this waits for it and then ends its session below, or finds it gone).
+        db.session.execute(
+            delete(AuthorizationCode)
+            .where(
+                AuthorizationCode.user_id == user.id,
+                AuthorizationCode.client_id == client_id,
+                AuthorizationCode.used_at.is_(None),
+            )
+            .execution_options(synchronize_session=False)
+        )
         self.sessions.revoke_matching(
             "consent_withdrawn",
             now,
@@ -339,7 +361,9 @@ _FIND_LIVE_CODE = (
     .join(_browsers, _browsers.c.id == _codes.c.browser_session_id)
     .where(_codes.c.code_hash == bindparam("code_hash"))
     # FOR SHARE OF users, browser_sessions on PostgreSQL; SQLite's BEGIN IMMEDIATE already
-    # runs the writers one at a time.
+    # runs the writers one at a time. The rows are locked in this order, users first: a writer
+    # that must hold both takes them in the same order (a login, an admin's disable), or the
+    # two could deadlock.
     .with_for_update(read=True, of=[_owner, _browsers])
 )
 _FIND_CODE = (

@@ -525,7 +525,7 @@ def test_of_racing_redemptions_one_gets_tokens_and_the_others_end_them(client, b
     assert refresh(client, relying, won["refresh_token"]).json["error"] == "invalid_grant"
 
 
-@pytest.mark.parametrize("ending", ["sign-out", "password reset"])
+@pytest.mark.parametrize("ending", ["sign-out", "password reset", "consent withdrawal"])
 def test_a_redemption_cannot_outlive_an_ending_that_races_it(
     client, browser, app, user, mailbox, monkeypatch, ending
 ):
@@ -546,6 +546,13 @@ def test_a_redemption_cannot_outlive_an_ending_that_races_it(
             return browser.get("/oauth/logout", query_string=hint)
 
         ended_with = 303
+    elif ending == "consent withdrawal":
+        own = bearer(login(client, user[0]).json["data"]["token"])
+
+        def end() -> Any:
+            return app.test_client().delete(f"{API}/consents/{relying.client_id}/", headers=own)
+
+        ended_with = 200
     else:
         client.post(f"{API}/password-reset/", json={"email": user[0]})
         reset = {"token": mailbox.wait_for(user[0], 2)[-1].token, "new_password": "Fresh-Secret-92"}
@@ -581,10 +588,26 @@ def test_a_redemption_cannot_outlive_an_ending_that_races_it(
     racing.join(timeout=30)
     ender.join(timeout=30)
     assert answers["ending"].status_code == ended_with, answers["ending"].get_data(as_text=True)
-    assert answers["token"].status_code == 200, answers["token"].json
+    # Refused outright (a withdrawal that deleted the code first), or given tokens that the
+    # ending, which waited for the redemption, then ended.
     late = answers["token"].json
+    if answers["token"].status_code == 400:
+        assert late["error"] == "invalid_grant"
+        return
+    assert answers["token"].status_code == 200, late
     assert client.get("/oauth/userinfo", headers=bearer(late["access_token"])).status_code == 401
     assert refresh(client, relying, late["refresh_token"]).json["error"] == "invalid_grant"
+
+
+def test_a_code_issued_before_consent_was_withdrawn_is_refused(client, browser, app, user):
+    relying = register_app(app, public=True)
+    verifier, challenge = pkce()
+    code, _ = code_through_browser(browser, relying, user[0], challenge)
+    own = bearer(login(client, user[0]).json["data"]["token"])
+    assert client.delete(f"{API}/consents/{relying.client_id}/", headers=own).status_code == 200
+    answer = redeem(client, relying, code, verifier)
+    assert answer.status_code == 400
+    assert answer.json["error"] == "invalid_grant"
 
 
 def test_a_redemption_that_loses_a_race_ends_what_the_winner_got(client, browser, app, user):
