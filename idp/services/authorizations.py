@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, delete, select, update
+from sqlalchemy import Select, bindparam, delete, select, update
 from sqlalchemy.orm import aliased
 
 from idp import audit
@@ -354,25 +354,26 @@ _CODE_COLUMNS = (
     _browsers.c.ended_at.label("browser_session_ended_at"),
     _owner,
 )
-_FIND_LIVE_CODE = (
-    select(*_CODE_COLUMNS)
-    .select_from(_codes)
-    .join(_owner, _owner.id == _codes.c.user_id)
-    .join(_browsers, _browsers.c.id == _codes.c.browser_session_id)
-    .where(_codes.c.code_hash == bindparam("code_hash"))
-    # FOR SHARE OF users, browser_sessions on PostgreSQL; SQLite's BEGIN IMMEDIATE already
-    # runs the writers one at a time. The rows are locked in this order, users first: a writer
-    # that must hold both takes them in the same order (a login, an admin's disable), or the
-    # two could deadlock.
-    .with_for_update(read=True, of=[_owner, _browsers])
-)
-_FIND_CODE = (
-    select(*_CODE_COLUMNS)
-    .select_from(_codes)
-    .join(_owner, _owner.id == _codes.c.user_id)
-    .outerjoin(_browsers, _browsers.c.id == _codes.c.browser_session_id)
-    .where(_codes.c.code_hash == bindparam("code_hash"))
-)
+
+
+def _code_by_hash(*, live: bool) -> Select:
+    """The code and its user, with its browser session: `live`, only a code whose browser
+    session exists, the user's and the browser session's rows locked FOR SHARE (PostgreSQL;
+    SQLite's BEGIN IMMEDIATE already runs the writers one at a time). They are locked in this
+    order, users first: a writer that must hold both takes them in the same order (a login, an
+    admin's disable), or the two could deadlock."""
+    query = (
+        select(*_CODE_COLUMNS)
+        .select_from(_codes)
+        .join(_owner, _owner.id == _codes.c.user_id)
+        .join(_browsers, _browsers.c.id == _codes.c.browser_session_id, isouter=not live)
+        .where(_codes.c.code_hash == bindparam("code_hash"))
+    )
+    return query.with_for_update(read=True, of=[_owner, _browsers]) if live else query
+
+
+_FIND_LIVE_CODE = _code_by_hash(live=True)
+_FIND_CODE = _code_by_hash(live=False)
 _MINTED_BY_CODE = select(_codes.c.refresh_session_id).where(_codes.c.id == bindparam("code_id"))
 _SPEND_CODE = (
     update(_codes)
