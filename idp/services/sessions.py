@@ -93,30 +93,21 @@ class SessionService:
         """
         # A Core INSERT that returns the id: no ORM object (and no flush) for a row this request
         # only writes.
-        opened = OpenedSession(
-            id=0,
-            public_id=secrets.token_urlsafe(24),
-            client_id=client_id,
-            scope=scope,
-            created_at=now,
+        row = {
+            "public_id": secrets.token_urlsafe(24),
+            "user_id": user.id,
+            "client_id": client_id,
+            "scope": scope,
+            "created_at": now,
+            "browser_session_id": browser_session_id,
             # Kept so that every token rotated from this session names the same audience.
-            audience=" ".join([audience] if isinstance(audience, str) else audience)
+            "audience": " ".join([audience] if isinstance(audience, str) else audience)
             if audience
             else None,
-        )
-        row_id = db.session.execute(
-            _INSERT_SESSION,
-            {
-                "public_id": opened.public_id,
-                "user_id": user.id,
-                "client_id": client_id,
-                "scope": scope,
-                "created_at": now,
-                "browser_session_id": browser_session_id,
-                "audience": opened.audience,
-            },
-        ).scalar_one()
-        return self._mint(opened._replace(id=row_id), user, now, refreshable)
+        }
+        row_id = db.session.execute(_INSERT_SESSION, row).scalar_one()
+        opened = OpenedSession(row_id, row["public_id"], client_id, scope, now, row["audience"])
+        return self._mint(opened, user, now, refreshable)
 
     def rotate(self, raw_refresh_token: str, client_id: str, now: datetime) -> TokenPair:
         """Spend a refresh token and return a new pair; a replayed token ends its session."""
