@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import requests
 from sqlalchemy import Engine, create_engine, insert, select, text, update
@@ -140,20 +141,13 @@ def _insert_users(engine: Engine, count: int, password_hash: str) -> list[str]:
 
 def _insert_client(engine: Engine) -> Client:
     """A confidential client, stored as idp.services.clients.create_client stores one."""
-    client = Client(client_id=secrets.token_hex(16), secret=new_secret())
-    with engine.begin() as conn:
-        conn.execute(
-            insert(OAuthClient).values(
-                client_id=client.client_id,
-                client_secret_hash=digest(client.secret),
-                name="benchmark",
-                grant_types=" ".join(sorted(CONFIDENTIAL_GRANTS)),
-                scope=CLIENT_SCOPE,
-                can_introspect=True,  # the introspect scenario's caller is a resource server
-                created_at=utcnow(),
-            )
-        )
-    return client
+    return _insert_confidential(
+        engine,
+        name="benchmark",
+        grant_types=" ".join(sorted(CONFIDENTIAL_GRANTS)),
+        scope=CLIENT_SCOPE,
+        can_introspect=True,  # the introspect scenario's caller is a resource server
+    )
 
 
 def _insert_refresh_tokens(engine: Engine, count: int) -> list[str]:
@@ -191,25 +185,33 @@ def _insert_refresh_tokens(engine: Engine, count: int) -> list[str]:
 
 def _insert_app(engine: Engine) -> Client:
     """A confidential web app, stored as create_client(kind=CONFIDENTIAL) stores one."""
-    app = Client(client_id=secrets.token_hex(16), secret=new_secret())
+    return _insert_confidential(
+        engine,
+        name="benchmark app",
+        grant_types=" ".join(sorted(REDIRECT_GRANTS)),
+        scope=APP_SCOPE,
+        is_public=False,
+        first_party=True,
+        redirect_uris=APP_REDIRECT_URI,
+        post_logout_redirect_uris="",
+        audiences="",
+        can_introspect=False,
+    )
+
+
+def _insert_confidential(engine: Engine, **columns: Any) -> Client:
+    """Store a client with a fresh id and secret (its digest) and these columns."""
+    client = Client(client_id=secrets.token_hex(16), secret=new_secret())
     with engine.begin() as conn:
         conn.execute(
             insert(OAuthClient).values(
-                client_id=app.client_id,
-                client_secret_hash=digest(app.secret),
-                name="benchmark app",
-                grant_types=" ".join(sorted(REDIRECT_GRANTS)),
-                scope=APP_SCOPE,
-                is_public=False,
-                first_party=True,
-                redirect_uris=APP_REDIRECT_URI,
-                post_logout_redirect_uris="",
-                audiences="",
-                can_introspect=False,
+                client_id=client.client_id,
+                client_secret_hash=digest(client.secret),
                 created_at=utcnow(),
+                **columns,
             )
         )
-    return app
+    return client
 
 
 def code_challenge(verifier: str) -> str:

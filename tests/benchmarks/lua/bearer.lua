@@ -8,9 +8,9 @@ local next_index
 
 function init(args)
    bench.init_thread()
-   for i, token in ipairs(bench.read_lines(os.getenv("BENCH_DATA"))) do
-      prepared[i] = wrk.format("GET", nil, { ["Authorization"] = "Bearer " .. token }, nil)
-   end
+   prepared = bench.prepare_each(function(token)
+      return "GET", nil, { ["Authorization"] = "Bearer " .. token }, nil
+   end)
    next_index = thread_index
 end
 

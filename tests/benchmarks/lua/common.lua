@@ -48,6 +48,16 @@ function M.take(slice)
    return slice[used]
 end
 
+-- One prepared request per line of the BENCH_DATA file: make(line) returns wrk.format()'s
+-- arguments (method, path, headers, body) for that line.
+function M.prepare_each(make)
+   local prepared = {}
+   for i, line in ipairs(M.read_lines(os.getenv("BENCH_DATA"))) do
+      prepared[i] = wrk.format(make(line))
+   end
+   return prepared
+end
+
 -- Called in the main state once per thread before any runs: number the threads.
 function M.setup(thread)
    thread:set("thread_index", #threads)

@@ -14,10 +14,9 @@ function init(args)
       ["Authorization"] = os.getenv("BENCH_AUTH"),
       ["Content-Type"] = "application/x-www-form-urlencoded",
    }
-   for i, token in ipairs(bench.read_lines(os.getenv("BENCH_DATA"))) do
-      local body = "token=" .. token .. "&token_type_hint=access_token"
-      prepared[i] = wrk.format("POST", nil, headers, body)
-   end
+   prepared = bench.prepare_each(function(token)
+      return "POST", nil, headers, "token=" .. token .. "&token_type_hint=access_token"
+   end)
    next_index = thread_index
 end
 

@@ -10,10 +10,9 @@ function init(args)
    bench.init_thread()
    local password = os.getenv("BENCH_PASSWORD")
    local headers = { ["Content-Type"] = "application/json" }
-   for i, email in ipairs(bench.read_lines(os.getenv("BENCH_DATA"))) do
-      local body = string.format('{"email":"%s","password":"%s"}', email, password)
-      prepared[i] = wrk.format("POST", nil, headers, body)
-   end
+   prepared = bench.prepare_each(function(email)
+      return "POST", nil, headers, string.format('{"email":"%s","password":"%s"}', email, password)
+   end)
 end
 
 function request()

@@ -19,11 +19,11 @@ function init(args)
       ["Cookie"] = os.getenv("BENCH_COOKIE"),
       ["Origin"] = os.getenv("BENCH_ORIGIN"),
    }
-   for i, email in ipairs(bench.read_lines(os.getenv("BENCH_DATA"))) do
+   prepared = bench.prepare_each(function(email)
       local body = "csrf_token=" .. csrf .. "&email=" .. email:gsub("@", "%%40")
          .. "&password=" .. password
-      prepared[i] = wrk.format("POST", nil, headers, body)
-   end
+      return "POST", nil, headers, body
+   end)
 end
 
 function request()
