@@ -16,8 +16,10 @@ from tests.benchmarks.seed import APP_REDIRECT_URI, CODE_VERIFIER, SignInForm, T
 CONNECTIONS = 16  # every endpoint that does not hash a password
 LOGIN_CONNECTIONS = 4  # two per worker saturates Argon2 on two cores
 
-# Latency at CONNECTIONS for every endpoint that does not hash a password.
-P99_MAX_MS = 15.0
+# Latency at CONNECTIONS (saturation) for every endpoint that does not hash a password: the
+# tail against the median. p99 in milliseconds is reported, not held to a target: at saturation
+# p50 is about CONNECTIONS / throughput (Little's law), so an absolute bound there only restates
+# the throughput. Issue 13 holds absolute latency at a set load instead (PACED_P99_MAX_MS).
 P99_MAX_OVER_P50 = 3.0
 # Login against the raw Argon2 verify rate at the same parameters.
 LOGIN_RATE_RATIO = 0.90  # requests/s over verifies/s of one process per core
