@@ -136,7 +136,7 @@ def clients_list() -> None:
 def clients_delete(client_id: str) -> None:
     """Delete a client: it can no longer authenticate and its tokens stop verifying."""
     try:
-        client_service.delete_client(client_id, utcnow())
+        client_service.delete_client(client_id, utcnow(), get_services().sessions)
     except client_service.ClientCommandError as exc:
         raise click.ClickException(str(exc)) from exc
     transaction.commit()

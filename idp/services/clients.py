@@ -9,7 +9,7 @@ import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from sqlalchemy import bindparam, select
@@ -17,9 +17,15 @@ from sqlalchemy import bindparam, select
 from idp import audit
 from idp.database import read_one
 from idp.extensions import db
-from idp.models import OAuthClient
+from idp.models import OAuthClient, RefreshSession
 from idp.services.secret_tokens import digest, digest_matches, new_secret
 from idp.transaction import after_commit
+
+if TYPE_CHECKING:
+    from idp.services.sessions import SessionService
+
+# Why the sessions of a deleted client ended (RefreshSession.revoked_reason).
+CLIENT_DELETED = "client_deleted"
 
 CONFIDENTIAL_GRANTS = frozenset({"client_credentials"})
 # What a client that signs users in (public or confidential) may use.
@@ -273,10 +279,16 @@ def record_auth_failure(client_id: Any, reason: str) -> None:
     audit.record("client.auth_failure", "failure", client_id=shown, reason=reason)
 
 
-def delete_client(client_id: str, now: datetime) -> None:
-    """Mark a client deleted: it can no longer authenticate and its tokens stop verifying."""
+def delete_client(client_id: str, now: datetime, sessions: SessionService) -> None:
+    """Mark a client deleted: it can no longer authenticate and its tokens stop verifying.
+
+    Its own tokens (client_credentials) name no session and are checked against the client's
+    row; its users' tokens name their session, so those sessions end here, with the refresh
+    tokens, and the access tokens that name them are refused from the next request on.
+    """
     client = find_client_for_admin(client_id)
     client.deleted_at = now
+    sessions.revoke_matching(CLIENT_DELETED, now, RefreshSession.client_id == client_id)
     db.session.flush()
     after_commit(audit.record, "client.deleted", "success", client_id=client_id)
 

@@ -11,7 +11,11 @@ import time
 import pytest
 from flask import Flask
 from flask.testing import FlaskCliRunner
+from sqlalchemy import select
 
+from idp.extensions import db
+from idp.models import RefreshSession
+from tests.api.test_authorization_code import refresh, tokens_for
 from tests.api.test_oauth import (
     REVOKE,
     Credentials,
@@ -20,6 +24,8 @@ from tests.api.test_oauth import (
     introspect,
     new_client,
 )
+from tests.flows import register_and_verify, unique_email, verify_token
+from tests.oidc_flows import bearer, register_app
 
 
 @pytest.fixture
@@ -89,3 +95,32 @@ def test_a_client_deleted_by_another_process_gets_nothing_usable_and_is_refused_
     assert introspect(elsewhere.test_client(), service, token).json == {"active": False}
     time.sleep(3.1)
     assert_oauth_error(client_token(client, doomed), 401, "invalid_client")
+
+
+def test_deleting_an_app_ends_its_users_sessions_and_their_tokens(
+    app, runner, client, service, mailbox
+):
+    """The users' tokens name their session, not only the client: deleting the app ends those
+    sessions, so userinfo, introspection, the API and refresh all refuse them at once."""
+    relying = register_app(app, first_party=True)
+    email = unique_email("deleted-app")
+    register_and_verify(client, mailbox, email)
+    tokens = tokens_for(client, app.test_client(), relying, email, scope="openid offline_access")
+    access = tokens["access_token"]
+    assert client.get("/oauth/userinfo", headers=bearer(access)).status_code == 200
+    assert introspect(client, service, access).json["active"] is True
+
+    result = runner.invoke(args=["clients", "delete", relying.client_id])
+    assert result.exit_code == 0, result.output
+
+    assert client.get("/oauth/userinfo", headers=bearer(access)).status_code == 401
+    assert introspect(client, service, access).json == {"active": False}
+    assert verify_token(client, access).status_code == 401
+    assert_oauth_error(refresh(client, relying, tokens["refresh_token"]), 401, "invalid_client")
+    with app.app_context():
+        (reason,) = db.session.scalars(
+            select(RefreshSession.revoked_reason).where(
+                RefreshSession.client_id == relying.client_id
+            )
+        ).all()
+    assert reason == "client_deleted"

@@ -136,7 +136,7 @@ def test_issue_to_client_records_token_issued_and_verifies_while_the_client_live
         issued = service.issue_to_client(client_id, "read", NOW)
         access = service.verify(issued.token, NOW)
         assert (access.user, access.scopes) == (None, {"read"})
-        delete_client(client_id, NOW)
+        delete_client(client_id, NOW, get_services().sessions)
         transaction.commit()
         with pytest.raises(InvalidAccessToken):
             service.verify(issued.token, NOW)

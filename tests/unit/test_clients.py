@@ -18,6 +18,7 @@ from idp.services.clients import (
     find_client,
     list_clients,
 )
+from idp.services.registry import get_services
 from idp.services.secret_tokens import digest
 from tests.unit.service_support import NOW
 
@@ -105,19 +106,19 @@ def test_an_implausible_client_id_finds_nothing_and_raises_no_database_error(app
     with app.app_context():
         assert find_client(client_id) is None
         with pytest.raises(ClientCommandError):
-            delete_client(client_id, NOW)
+            delete_client(client_id, NOW, get_services().sessions)
 
 
 def test_a_deleted_client_is_gone_for_good(app):
     with app.app_context():
         client_id = create_client("Reports", "read", NOW).client.client_id
         transaction.commit()
-        delete_client(client_id, NOW)
+        delete_client(client_id, NOW, get_services().sessions)
         transaction.commit()
         assert find_client(client_id) is None
         assert list_clients() == []
         with pytest.raises(ClientCommandError, match="no client"):
-            delete_client(client_id, NOW)
+            delete_client(client_id, NOW, get_services().sessions)
 
 
 @pytest.fixture
@@ -134,7 +135,7 @@ def test_recent_clients_remember_a_client_for_their_ttl(app, clock):
         transaction.commit()
         recent = RecentClients(ttl=5.0)
         assert recent.find(client_id).client_id == client_id
-        delete_client(client_id, NOW)
+        delete_client(client_id, NOW, get_services().sessions)
         transaction.commit()
         clock[0] += 4.9
         assert recent.find(client_id).client_id == client_id  # remembered, by design
@@ -148,7 +149,7 @@ def test_forget_drops_a_client_at_once(app, clock):
         transaction.commit()
         recent = RecentClients(ttl=5.0)
         assert recent.find(client_id) is not None
-        delete_client(client_id, NOW)
+        delete_client(client_id, NOW, get_services().sessions)
         transaction.commit()
         recent.forget(client_id)
         assert recent.find(client_id) is None
@@ -163,6 +164,6 @@ def test_an_unknown_id_is_not_remembered_and_a_zero_ttl_remembers_nothing(app, c
         transaction.commit()
         assert recent.find(client_id) is not None  # a miss was not cached
         assert forgetful.find(client_id) is not None
-        delete_client(client_id, NOW)
+        delete_client(client_id, NOW, get_services().sessions)
         transaction.commit()
         assert forgetful.find(client_id) is None
