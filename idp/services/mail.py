@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import flask_mail
+from email_validator import validate_email
 from flask import current_app, render_template
 
 # The mails the server sends; each names a folder under templates/email/.
@@ -29,6 +30,19 @@ class OutgoingMail:
     html: str
 
 
+def smtp_address(address: str) -> str:
+    """The address as SMTP carries it: an internationalised domain in its IDNA 2008 ASCII form.
+
+    flask-mail would encode a Unicode domain itself, with Python's IDNA 2003 codec, which maps
+    "ß" to "ss" (and final sigma to sigma): mail for an account at straße.de would go to strasse.de,
+    another domain with another owner, who could then verify or reset that account. Local
+    parts are ASCII (registration refuses others), so only the domain changes.
+    """
+    if address.isascii():
+        return address
+    return validate_email(address, check_deliverability=False, allow_smtputf8=False).ascii_email
+
+
 class MailBackend(Protocol):
     def send(self, mail: OutgoingMail) -> None: ...
 
@@ -41,7 +55,7 @@ class SMTPBackend:
 
     def send(self, mail: OutgoingMail) -> None:
         message = flask_mail.Message(
-            subject=mail.subject, recipients=[mail.to], body=mail.text, html=mail.html
+            subject=mail.subject, recipients=[smtp_address(mail.to)], body=mail.text, html=mail.html
         )
         state = current_app.extensions["mail"]  # flask-mail's settings for this app
         with _TimeoutConnection(state, self.timeout) as connection:

@@ -201,3 +201,19 @@ def test_a_reset_confirmation_reports_a_weak_password_with_a_malformed_token(cli
     )
     assert response.status_code == 400
     assert set(response.json["errors"]) == {"token", "new_password"}
+
+
+def test_mail_for_an_internationalised_domain_reaches_that_domain_not_a_look_alike(client, mailbox):
+    """straße.de is xn--strae-oqa.de (IDNA 2008). Python's IDNA 2003 codec, which flask-mail
+    would use, turns it into strasse.de: another domain, whose owner would get the links."""
+    local = unique_email("carol").split("@")[0]
+    email, ascii_address = f"{local}@straße.de", f"{local}@xn--strae-oqa.de"
+    assert register(client, email).status_code == 201
+    (verification,) = mailbox.wait_for(ascii_address)
+    verified = client.post(f"{API}/verify-email/", json={"token": verification.token})
+    assert verified.status_code == 200, verified.json
+    assert client.post(f"{API}/password-reset/", json={"email": email}).status_code == 200
+    settle(client)
+    mailbox.wait_for(ascii_address, count=2)
+    recipients = {to for mail in mailbox.messages for to in mail.to}
+    assert recipients == {ascii_address}
