@@ -133,6 +133,7 @@ def consent(browser: FlaskClient, location: str, approve: bool = True) -> Any:
         data={
             "csrf_token": csrf_token(html),
             "interaction": hidden(html, "interaction"),
+            "account": hidden(html, "account"),
             **decision,
         },
         headers=ORIGIN,

@@ -19,6 +19,8 @@ class SignInForm(FlaskForm):
 
 class ConsentForm(FlaskForm):
     interaction = HiddenField(validators=[DataRequired()])
+    # The account the page showed: "Allow" grants for it, never for whoever signed in since.
+    account = HiddenField(validators=[DataRequired()])
     approve = SubmitField("Allow")
     deny = SubmitField("Deny")
 

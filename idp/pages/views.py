@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hmac
 from urllib.parse import urlencode
 
 from flask import Blueprint, Response, current_app, render_template, request, url_for
 
+from idp.api.schemas import LoginParams, check
 from idp.clock import utcnow
-from idp.errors import EmailNotVerified, IdPError, InvalidCredentials
+from idp.errors import EmailNotVerified, IdPError, InvalidCredentials, ValidationFailed
 from idp.http.cookies import read_session_cookie, set_session_cookie
 from idp.oauth.authorize import Interaction, authorize
 from idp.oauth.server import query_client
@@ -47,9 +49,15 @@ def sign_in() -> Response:
     services = get_services()
     now = utcnow()
     try:
+        # The API's rules for the two fields (syntax, control characters such as NUL): what
+        # no account can match is refused as a wrong password is, before any look-up.
+        params = check(LoginParams, {"email": form.email.data, "password": form.password.data})
         user = services.accounts.authenticate(
-            form.email.data, form.password.data, now, request_source(), request_site()
+            params.email, params.password, now, request_source(), request_site()
         )
+    except ValidationFailed:
+        form.password.data = ""
+        return render_page("sign_in.html", 400, form=form, error=InvalidCredentials().message)
     except (InvalidCredentials, EmailNotVerified) as error:
         form.password.data = ""
         # 400, not the API's 401: a 401 must carry an authentication challenge, and a form
@@ -92,7 +100,7 @@ def consent_form() -> Response:
     if session is None or client is None:
         return error_page(EXPIRED, 400)
     scopes = client.get_allowed_scope(interaction.params.get("scope")).split()
-    form = ConsentForm(interaction=request.args.get("interaction"))
+    form = ConsentForm(interaction=request.args.get("interaction"), account=session.user.public_id)
     return render_page(
         "consent.html",
         form=form,
@@ -113,9 +121,15 @@ def consent() -> Response:
     session = services.browser_sessions.find(read_session_cookie(), now)
     if interaction is None or session is None:
         return error_page(EXPIRED, 400)
+    if not hmac.compare_digest(form.account.data.encode(), session.user.public_id.encode()):
+        # Another account signed in since this page was shown (another tab, a shared device).
+        return error_page(EXPIRED, 400)
     params = interaction.params
     if form.deny.data:
         return authorize(params, session, now, interaction.since, denied=True)
+    if not form.approve.data:
+        # Neither button: nothing was decided, so nothing is granted.
+        return error_page("The form expired. Go back to the application and start again.", 400)
     client = query_client(params.get("client_id", ""))
     if client is None:
         return error_page(EXPIRED, 400)

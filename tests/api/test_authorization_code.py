@@ -989,7 +989,12 @@ def test_consent_cannot_be_pointed_at_another_client(browser, app, user):
     )
     response = browser.post(
         "/consent",
-        data={"csrf_token": csrf_token(page.text), "interaction": forged, "approve": "Allow"},
+        data={
+            "csrf_token": csrf_token(page.text),
+            "interaction": forged,
+            "account": hidden(page.text, "account"),
+            "approve": "Allow",
+        },
         headers={"Origin": ISSUER},
     )
     assert response.status_code == 400

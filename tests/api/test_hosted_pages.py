@@ -69,7 +69,11 @@ def consent_page(browser: FlaskClient, app: Flask, email: str) -> tuple[str, dic
     to_consent = browser.get(signed_in.headers["Location"])
     page = browser.get(to_consent.headers["Location"])
     assert page.status_code == 200
-    form = {"csrf_token": csrf_token(page.text), "interaction": hidden(page.text, "interaction")}
+    form = {
+        "csrf_token": csrf_token(page.text),
+        "interaction": hidden(page.text, "interaction"),
+        "account": hidden(page.text, "account"),
+    }
     return page.text, form
 
 
@@ -541,3 +545,58 @@ def test_the_logout_state_is_sent_back_encoded(client, browser, app, email, stat
     assert urlsplit(location)._replace(query="").geturl() == LOGOUT_URI
     assert query_of(location) == {"state": state}
     assert "\r" not in location and "\n" not in location
+
+
+def test_a_consent_page_shown_for_one_account_grants_nothing_once_another_signed_in(
+    browser, app, client, mailbox, email
+):
+    """Another tab, a shared device: the page said "Signed in as A"; B signed in since. Allow
+    must not approve the app for B, whom the page never showed."""
+    _, form = consent_page(browser, app, email)
+    other = unique_email("pages-other")
+    register_and_verify(client, mailbox, other)
+    relying = register_app(app, public=True, first_party=True)
+    to_sign_in = start(browser, authorize_params(relying, pkce()[1], prompt="login"))
+    assert sign_in(browser, to_sign_in.headers["Location"], other).status_code == 303
+    response = browser.post("/consent", data={**form, "approve": "Allow"}, headers=ORIGIN)
+    assert response.status_code == 400
+    assert "Location" not in response.headers
+    # Nothing was remembered for the account now signed in: the same request asks it again.
+    again = browser.get(
+        f"/oauth/authorize/continue?{urlencode({'interaction': form['interaction']})}"
+    )
+    assert again.status_code == 303, again.text
+    assert urlsplit(again.headers["Location"]).path == "/consent"
+
+
+@pytest.mark.parametrize("extra", [{}, {"approve": ""}, {"deny": ""}])
+def test_a_consent_post_with_neither_button_grants_nothing(browser, app, email, extra):
+    _, form = consent_page(browser, app, email)
+    response = browser.post("/consent", data={**form, **extra}, headers=ORIGIN)
+    assert response.status_code == 400
+    assert "Location" not in response.headers
+
+
+@pytest.mark.parametrize(
+    ("address", "password"),
+    [
+        ("ada\x00@example.com", "Wrong-Horse-7"),
+        ("ada@exam\x00ple.com", "Wrong-Horse-7"),
+        ("ada\x07@example.com", "Wrong-Horse-7"),
+        (None, "Correct\x00Horse-7"),
+    ],
+)
+def test_control_characters_in_the_sign_in_form_are_refused_as_a_wrong_password(
+    browser, app, email, address, password
+):
+    """Refused before any look-up (PostgreSQL cannot even hold a NUL), with the answer a wrong
+    password gets: never a 500."""
+    _, form = sign_in_page(browser, app)
+    response = browser.post(
+        "/signin",
+        data={**form, "email": address or email, "password": password},
+        headers=ORIGIN,
+    )
+    assert response.status_code == 400
+    assert "Invalid email or password." in response.text
+    assert session_cookies(response) == []
