@@ -62,6 +62,9 @@ def init_app(app: Flask) -> None:
         resources={f"{prefix}*": {"origins": origins} for prefix in cors_prefixes},
         supports_credentials=False,
         allow_headers=["Authorization", "Content-Type"],
+        # What a browser app must read from an answer: when to retry after a 429, why a token
+        # was refused, and the request id to quote in a support request.
+        expose_headers=["Retry-After", "WWW-Authenticate", "X-Request-ID"],
         methods=["GET", "HEAD", "POST", "DELETE"],  # all the API and OAuth endpoints take
         max_age=600,
     )

@@ -30,11 +30,27 @@ class NormalizeAPIPath:
         path = environ.get("PATH_INFO", "")
         folded = self._slashes.sub("/", path)
         if folded.lower().startswith(FOLDED_PREFIX):
-            folded = folded.lower()
+            folded = _fold_route_words(folded)
             if not folded.endswith("/"):
                 folded += "/"
             environ["PATH_INFO"] = folded
         return self.wsgi_app(environ, start_response)
+
+
+def _fold_route_words(path: str) -> str:
+    """Lower-case the path's route words, not the identifiers in it: a client id made before
+    ids became lower-case hex (base64url) names its consent only in its own case."""
+    segments = path.split("/")
+    folded = []
+    keep_case = False
+    for segment in segments:
+        folded.append(segment if keep_case else segment.lower())
+        keep_case = segment.lower() in _FOLLOWED_BY_AN_ID
+    return "/".join(folded)
+
+
+# The route words followed by an identifier (`/consents/<client_id>/`).
+_FOLLOWED_BY_AN_ID = frozenset({"consents"})
 
 
 class BoundUnsizedBody:

@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+
+from sqlalchemy import update
+
+from idp.extensions import db
+from idp.models import OAuthClient
+from idp.transaction import commit
 from tests.flows import API, login, register_and_verify, unique_email
 from tests.oidc_flows import (
     authorize_params,
@@ -88,3 +95,33 @@ def test_another_apps_token_is_not_a_key_to_the_users_account(app, client, mailb
     assert len(client.get(f"{API}/consents/", headers=own).json["data"]["consents"]) == 2
     # userinfo is where an app reads what the user granted it.
     assert client.get("/oauth/userinfo", headers=evil_token).status_code == 200
+
+
+def test_an_approval_of_an_app_with_a_mixed_case_legacy_id_can_be_withdrawn(app, client, mailbox):
+    """Client ids made before ids became lower-case hex are base64url: the path's route words
+    fold to one spelling, the id in it keeps its case."""
+    email = unique_email("legacy")
+    register_and_verify(client, mailbox, email)
+    made = register_app(app, public=True)
+    legacy = "LegacyAbCdEf_0123456789-xyZ"
+    with app.app_context():
+        db.session.execute(
+            update(OAuthClient)
+            .where(OAuthClient.client_id == made.client_id)
+            .values(client_id=legacy)
+        )
+        commit()
+    third = dataclasses.replace(made, client_id=legacy)
+    follow_to_app(client, start(client, authorize_params(third, pkce()[1])), email)
+    own = bearer(login(client, email).json["data"]["token"])
+    listed = client.get(f"{API}/consents/", headers=own).json["data"]["consents"]
+    assert [c["client_id"] for c in listed] == [legacy]
+
+    withdrawn = client.delete(f"{API}/consents/{legacy}/", headers=own)
+    assert withdrawn.status_code == 200, withdrawn.json
+    assert client.get(f"{API}/consents/", headers=own).json["data"]["consents"] == []
+    # Another spelling of the id is another id.
+    follow_to_app(client, start(client, authorize_params(third, pkce()[1])), email)
+    own = bearer(login(client, email).json["data"]["token"])
+    assert client.delete(f"{API}/CONSENTS/{legacy.lower()}", headers=own).status_code == 404
+    assert client.delete(f"{API}/CONSENTS//{legacy}", headers=own).status_code == 200

@@ -198,3 +198,29 @@ def test_there_is_no_cookie_session(app, client):
     assert "Set-Cookie" not in response.headers
     for answer in (client.get("/healthz"), client.get("/api/v1/auth/verify-token/")):
         assert "Set-Cookie" not in answer.headers
+
+
+def test_a_browser_app_can_read_why_and_when_from_refusals(make_app):
+    """Retry-After (429) and WWW-Authenticate (401) are not CORS-safelisted: unexposed, a page
+    sees the status but not when to retry or why its token was refused."""
+    origin = "https://app.example.com"
+    client = make_app(IDP_CORS_ORIGINS=origin, IDP_RATELIMIT_ENABLED=True).test_client()
+    refused = client.get(
+        f"{API}/verify-token/", headers={"Origin": origin, "Authorization": "Bearer abc"}
+    )
+    assert refused.status_code == 401 and "WWW-Authenticate" in refused.headers
+    answers = [
+        client.post(
+            f"{API}/login/",
+            json={"email": "a@example.com", "password": PASSWORD},
+            headers={"Origin": origin},
+        )
+        for _ in range(6)  # five a minute per address
+    ]
+    limited = answers[-1]
+    assert limited.status_code == 429 and "Retry-After" in limited.headers
+    for answer in (refused, limited):
+        exposed = {
+            h.strip().lower() for h in answer.headers["Access-Control-Expose-Headers"].split(",")
+        }
+        assert {"retry-after", "www-authenticate", "x-request-id"} <= exposed
