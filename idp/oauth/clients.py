@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from authlib.oauth2.rfc6749 import ClientMixin
@@ -10,6 +11,13 @@ from flask import g
 from idp.services import clients as client_service
 
 CONFIDENTIAL_AUTH_METHODS = ("client_secret_basic", "client_secret_post")
+# A native app's loopback redirect URI (RFC 8252 7.3): http, one of the two loopback IP
+# literals the RFC names (never the name "localhost", 8.3), an optional port, then nothing or a
+# path or query. The groups: the URI before the port, the port, the rest.
+_LOOPBACK_REDIRECT = re.compile(
+    r"(http://(?:127\.0\.0\.1|\[::1\]))(?::([1-9][0-9]{0,4}))?([/?].*)?"
+)
+_PORT_MAX = 65535
 
 
 class Client(ClientMixin):
@@ -68,7 +76,7 @@ class Client(ClientMixin):
 
     def get_default_redirect_uri(self) -> None:
         # Never guessed: an authorization request names its redirect_uri (OpenID Connect
-        # requires it), and it must be one of the registered ones, exactly.
+        # requires it), and it must be one of the registered ones (check_redirect_uri).
         return None
 
     def get_allowed_scope(self, scope: str | None) -> str:
@@ -78,8 +86,13 @@ class Client(ClientMixin):
         return " ".join(item for item in dict.fromkeys(scope.split()) if item in allowed)
 
     def check_redirect_uri(self, redirect_uri: str) -> bool:
-        # Exact string comparison (RFC 9700 4.1.3): no prefix, wildcard or case folding.
-        return isinstance(redirect_uri, str) and redirect_uri in self.redirect_uris
+        # Exact string comparison (RFC 9700 4.1.3): no prefix, wildcard or case folding. The
+        # one exception is the port of a loopback redirect URI (RFC 8252 7.3, RFC 9700 2.1).
+        if not isinstance(redirect_uri, str):
+            return False
+        return redirect_uri in self.redirect_uris or any(
+            loopback_redirect_matches(registered, redirect_uri) for registered in self.redirect_uris
+        )
 
     def check_post_logout_redirect_uri(self, uri: str) -> bool:
         return isinstance(uri, str) and uri in self.post_logout_redirect_uris
@@ -102,3 +115,30 @@ class Client(ClientMixin):
 
     def check_grant_type(self, grant_type: str) -> bool:
         return grant_type in self.grant_types
+
+
+def loopback_redirect_matches(registered: str, requested: str) -> bool:
+    """Say whether `requested` is the loopback redirect URI `registered` on any port.
+
+    RFC 8252 7.3: a native app listening on loopback learns its port from the operating system
+    only when it makes the request, so the port is the one part that may differ; the scheme,
+    host, path and query are compared as strings, with no decoding or case folding.
+    """
+    mine = _loopback_parts(registered)
+    return mine is not None and mine == _loopback_parts(requested)
+
+
+def _loopback_parts(uri: Any) -> tuple[str, str] | None:
+    """A loopback redirect URI without its port: (scheme and host, the rest); else None."""
+    found = _LOOPBACK_REDIRECT.fullmatch(uri) if isinstance(uri, str) else None
+    if found is None:
+        return None
+    base, port, rest = found.group(1), found.group(2), found.group(3) or ""
+    if port is not None and int(port) > _PORT_MAX:
+        return None
+    # Printable ASCII without a space, fragment or backslash (which browsers read as "/"): what
+    # follows the port is the registered string itself, and nothing a parser could read as
+    # more authority.
+    if not all("!" <= ch <= "~" and ch not in "#\\" for ch in rest):
+        return None
+    return base, rest
