@@ -67,12 +67,20 @@ def check_logout_request(params: dict[str, str]) -> LogoutRequest:
 
 
 def _hint_claims(token: str | None) -> dict[str, Any] | None:
-    """The claims of an ID token we signed (it may have expired: it is a hint, not a login)."""
+    """The hint's claims, None without a hint; a hint not issued here is LogoutRequestError."""
     if token is None:
         return None
-    error = LogoutRequestError("The id_token_hint is not an ID token issued here.")
+    claims = id_token_hint_claims(token)
+    if claims is None:
+        raise LogoutRequestError("The id_token_hint is not an ID token issued here.")
+    return claims
+
+
+def id_token_hint_claims(token: str) -> dict[str, Any] | None:
+    """The claims of an ID token we signed, or None for anything else (forged, foreign, an
+    access token). It may have expired: a hint names a user or a session, it proves no login."""
     if len(token) > HINT_MAX:
-        raise error
+        return None
     try:
         compact = jws.extract_compact(token.encode("ascii"))
         header = compact.headers()
@@ -81,12 +89,12 @@ def _hint_claims(token: str | None) -> dict[str, Any] | None:
         # An access token (typ at+jwt) is not an ID token, whoever signed it.
         access = str(header.get("typ", "")).lower() in ("at+jwt", "application/at+jwt")
         if header.get("alg") != ALGORITHM or key is None or access:
-            raise error
+            return None
         if not jws.validate_compact(compact, key, algorithms=[ALGORITHM]):
-            raise error
+            return None
         claims = json.loads(compact.payload)
-    except (JoseError, ValueError, UnicodeError, RecursionError) as exc:
-        raise error from exc
+    except (JoseError, ValueError, UnicodeError, RecursionError):
+        return None
     if not isinstance(claims, dict) or claims.get("iss") != get_services().settings.issuer:
-        raise error
+        return None
     return claims
