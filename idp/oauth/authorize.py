@@ -77,6 +77,9 @@ PARAMETERS = (
 PARAMETER_MAX = 2048
 # An ID token (or a request object) with a long name or address outgrows PARAMETER_MAX.
 LONG_PARAMETERS = {"id_token_hint": HINT_MAX, "request": HINT_MAX}
+# No '"' or backslash (RFC 6749 A: a URI, scope tokens and response types hold neither), and
+# Authlib quotes these in an error's description, which may not hold them (it would raise).
+NO_QUOTES = frozenset({"redirect_uri", "response_type", "scope"})
 # Checked once and never carried to the pages: it holds the user's address and names.
 NOT_CARRIED = ("id_token_hint",)
 NONCE_MAX = 255  # the length of authorization_codes.nonce (PostgreSQL refuses a longer one)
@@ -123,6 +126,8 @@ def request_parameters(
             # RFC 6749 A: the parameters are printable ASCII (a redirect URI too, encoded).
             # Only the login hint, an address the user may write in any script, is not.
             printable = name == "login_hint" or all(" " <= ch <= "~" for ch in value)
+            if name in NO_QUOTES and ('"' in value or "\\" in value):
+                printable = False
             if len(value) > LONG_PARAMETERS.get(name, limit) or "\x00" in value or not printable:
                 return error_page(f"The parameter {name} is too long or malformed.", 400)
             params[name] = value

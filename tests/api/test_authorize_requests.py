@@ -413,3 +413,18 @@ def test_a_valid_app_still_hears_the_description(browser, relying):
     query = error_answer(start(browser, params))
     assert query["error"] == "invalid_request"
     assert query["error_description"]
+
+
+@pytest.mark.parametrize("name", ["redirect_uri", "response_type", "scope"])
+@pytest.mark.parametrize("character", ['"', "\\"])
+def test_a_quote_or_backslash_where_no_uri_or_token_has_one_gets_idps_page(
+    browser, relying, name, character
+):
+    """Authlib quotes these in its error's description, which may not hold either character:
+    it raised, and the answer was a 500. They are malformed: idp's page, nothing sent."""
+    params = authorize_params(relying, pkce()[1])
+    params[name] = f"{params[name]}{character}x"
+    response = start(browser, params)
+    assert response.status_code == 400
+    assert "Location" not in response.headers
+    assert f"The parameter {name} is too long or malformed." in page_text(response)

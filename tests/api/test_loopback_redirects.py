@@ -239,20 +239,9 @@ def test_the_code_redeems_only_with_the_port_it_was_issued_for(
     assert "access_token" not in response.json
 
 
-# Authlib refuses to build the invalid_request error for a redirect URI holding a backslash
-# (not allowed in error_description, RFC 6749 5.2) and raises ValueError: a 500 with no
-# Location rather than idp's 400 page, whatever the matching says. idp.oauth.authorize owns it.
-BACKSLASH_500 = pytest.mark.xfail(
-    strict=True, reason="Authlib's error for a redirect URI with a backslash is a 500"
-)
-
-
 @pytest.mark.parametrize(
     ("registered", "requested"),
-    [
-        pytest.param(*pair, marks=BACKSLASH_500) if "\\" in pair[1] else pair
-        for pair in PORTLESS_MISMATCHES
-    ],
+    PORTLESS_MISMATCHES,
 )
 def test_a_look_alike_loopback_uri_gets_idps_page(browser, app, user, registered, requested):
     relying = register_app(app, public=True, redirect_uri=registered)
