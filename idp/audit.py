@@ -12,7 +12,6 @@ import hashlib
 import hmac
 import json
 import logging
-import unicodedata
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -24,6 +23,7 @@ from flask import Flask, current_app, g, has_request_context, request
 from idp import metrics
 from idp.clock import utcnow
 from idp.logs import JSONFormatter, rfc3339
+from idp.services.addresses import canonical_email
 
 LOGGER_NAME = "idp.audit"
 logger = logging.getLogger(LOGGER_NAME)
@@ -304,8 +304,8 @@ def email_hash(email: str) -> str:
     An email is personal data and, hashed plainly, is recovered by hashing a list of candidate
     addresses. Keyed with the server's secret it is a pseudonym to anyone holding only the logs.
     """
-    # The same folding as accounts.canonical_email: every spelling of one address, one digest.
-    canonical = unicodedata.normalize("NFKC", email).casefold()
+    # The accounts' own key: every spelling of one address, one digest; two addresses, two.
+    canonical = canonical_email(email)
     secret = current_app.secret_key
     secret_bytes = secret.encode("utf-8") if isinstance(secret, str) else bytes(secret or b"")
     key = hmac.new(secret_bytes, b"idp.audit.email_hash", hashlib.sha256).digest()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import unicodedata
 import uuid
 from datetime import datetime
 
@@ -19,6 +18,7 @@ from idp.errors import (
 from idp.extensions import db
 from idp.models import User
 from idp.services import one_time_tokens as ott
+from idp.services.addresses import canonical_email
 from idp.services.background import BackgroundJobs
 from idp.services.login_walls import LoginWalls
 from idp.services.mail import ACCOUNT_EXISTS, PASSWORD_RESET_MAIL, VERIFY_EMAIL_MAIL
@@ -26,15 +26,11 @@ from idp.services.outbox import MailCapped, Outbox, Resolution
 from idp.services.passwords import (
     MAX_PASSWORD_LENGTH,
     PasswordService,
+    normalized,
     password_policy_errors,
 )
 from idp.services.sessions import API_SCOPE, PASSWORD_RESET, SessionService, TokenPair
 from idp.transaction import after_commit
-
-
-def canonical_email(email: str) -> str:
-    """Return the key under which an address is unique: compatibility-normalised and case-folded."""
-    return unicodedata.normalize("NFKC", email).casefold()
 
 
 class AccountService:
@@ -227,8 +223,10 @@ class AccountService:
         attempt.refuse_if_source_is_over()
         fail = attempt.fail
 
-        if len(password) > MAX_PASSWORD_LENGTH:
-            fail("password_too_long")  # no stored password can be this long
+        # Measured as the policy measures it, normalised: a decomposed password that registered
+        # can be longer as typed. No stored password can be longer than this.
+        if len(normalized(password)) > MAX_PASSWORD_LENGTH:
+            fail("password_too_long")
         user = self.find_by_email(email)
         stored_hash = user.password_hash if user is not None else None
         # Read before the commit: a reload afterwards would cost a query only known users pay.

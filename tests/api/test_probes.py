@@ -15,7 +15,7 @@ from idp.services.keys import MANIFEST
 from idp.services.readiness import migrations_head
 from tests.conftest import REDIS_URL, new_database
 
-HEAD = "0005"  # the newest migration; a new one moves it
+HEAD = "0006"  # the newest migration; a new one moves it
 
 PROBES = ["/healthz", "/readyz"]
 

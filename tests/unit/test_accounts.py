@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from email_validator import validate_email
 from sqlalchemy import func, select
 
 from idp import transaction
@@ -19,6 +20,7 @@ from idp.errors import (
 )
 from idp.extensions import db
 from idp.models import OneTimeToken, OutboxMail, RefreshSession, User
+from idp.services.accounts import canonical_email
 from idp.services.registry import get_services
 from idp.services.sessions import API_SCOPE, PASSWORD_RESET
 from tests.flows import API_CLIENT_ID, PASSWORD, unique_email
@@ -210,3 +212,52 @@ def test_a_refused_new_password_leaves_the_reset_link_usable(app, mailbox, weak)
             accounts.confirm_password_reset(reset, weak.format(local=email.split("@")[0]), LATER)
         assert "new_password" in refused.value.errors
         assert accounts.confirm_password_reset(reset, NEW_PASSWORD, LATER).id == user.id
+
+
+@pytest.mark.parametrize(
+    ("typed", "key"),
+    [
+        ("Ada@STRASSE.DE", "ada@strasse.de"),
+        ("ada@straße.de", "ada@straße.de"),  # not strasse.de: IDNA 2008 keeps "ß"
+        ("ADA@STRAẞE.DE", "ada@straße.de"),  # capital sharp s lowers to "ß"
+        ("ada@σίσυφος.gr", "ada@σίσυφος.gr"),  # the final sigma kept, not folded
+        ("ADA@ΣΊΣΥΦΟΣ.GR", "ada@σίσυφοσ.gr"),  # as IDNA: no capital sigma is final
+        ("\uff21da@\uff25xample.com", "ada@example.com"),  # full-width, NFKC
+        ("Ada@Example.com", "ada@example.com"),
+    ],
+)
+def test_the_canonical_key_folds_the_local_part_and_lowers_the_domain(typed, key):
+    assert canonical_email(typed) == key
+
+
+@pytest.mark.parametrize(
+    "typed",
+    [
+        "Ada@STRASSE.DE",
+        "ADA@STRAẞE.DE",
+        "ada@Straße.de",
+        "ADA@ΣΊΣΥΦΟΣ.GR",
+        "ADA@ΣΊΣΥΦΟς.GR",
+        "ada@σίσυφος.gr",
+        "Ada@\uff33\uff34\uff32\uff21\u1e9e\uff25.de",  # full-width with a capital sharp s
+        "Ada@İSTANBUL.TR",
+    ],
+)
+def test_an_address_has_one_key_as_typed_and_as_the_api_normalised_it(typed):
+    # The API stores and looks up what its validator made of the address; the hosted sign-in
+    # page and the CLI pass it as typed. Both must reach the same account.
+    normalized = validate_email(typed, check_deliverability=False, allow_smtputf8=False).normalized
+    assert canonical_email(typed) == canonical_email(normalized)
+    assert canonical_email(canonical_email(typed)) == canonical_email(typed)
+
+
+def test_look_alike_domains_are_two_accounts_each_found_in_any_case(app):
+    with app.app_context():
+        sharp = register("ada.domains@straße.de")
+        double = register("ada.domains@strasse.de")
+        transaction.commit()
+        accounts = get_services().accounts
+        assert accounts.find_by_email("ADA.DOMAINS@STRAẞE.DE").public_id == sharp
+        assert accounts.find_by_email("Ada.Domains@STRASSE.DE").public_id == double
+        db.session.rollback()  # SQLite's transactions are immediate: the mail jobs would wait
+        assert get_services().jobs.drain()
