@@ -50,11 +50,14 @@ def nginx_available() -> bool:
     return nginx_binary() is not None
 
 
-def render(upstream: str, listen: str) -> str:
-    """The repository's server block with its two addresses filled in, as the nginx image
-    fills them from the environment."""
+def render(upstream: str, listen: str, access_log: str) -> str:
+    """The repository's server block with its addresses and its access log filled in, as the
+    nginx image fills them from the environment."""
     text = TEMPLATE.read_text()
-    return text.replace("${IDP_UPSTREAM}", upstream).replace("${NGINX_LISTEN}", listen)
+    filled = {"IDP_UPSTREAM": upstream, "NGINX_LISTEN": listen, "NGINX_ACCESS_LOG": access_log}
+    for name, value in filled.items():
+        text = text.replace("${" + name + "}", value)
+    return text
 
 
 class Nginx:
@@ -67,13 +70,19 @@ class Nginx:
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
+    def access_log(self) -> Path:
+        return self.folder / "access.log"
+
+    @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
         (self.folder / "idp.conf").write_text(
-            render(f"127.0.0.1:{self.upstream_port}", f"127.0.0.1:{self.port}")
+            render(
+                f"127.0.0.1:{self.upstream_port}", f"127.0.0.1:{self.port}", str(self.access_log)
+            )
         )
         config = self.folder / "nginx.conf"
         # Run as root, nginx would hand its workers to `nobody`, who cannot write the buffered
