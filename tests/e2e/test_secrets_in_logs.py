@@ -565,6 +565,7 @@ def openid_connect_journey(
     form = {
         "csrf_token": csrf_token(consent.text),
         "interaction": hidden(consent.text, "interaction"),
+        "account": hidden(consent.text, "account"),
         "approve": "Allow",
     }
     back = browser.post(f"{url}/consent", data=form, headers=origin, timeout=timeout)
