@@ -142,6 +142,12 @@ def client(app: Flask) -> FlaskClient:
 
 
 @pytest.fixture
+def browser(app: Flask) -> FlaskClient:
+    """The user's browser: its own cookie jar, apart from the relying app's back channel."""
+    return app.test_client()
+
+
+@pytest.fixture
 def runner(app: Flask) -> FlaskCliRunner:
     """`flask ...` commands (keys, clients, users, mail, maintenance) against the `app` fixture."""
     return app.test_cli_runner()

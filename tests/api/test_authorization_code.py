@@ -60,12 +60,6 @@ from tests.oidc_flows import (
 
 
 @pytest.fixture
-def browser(app: Flask) -> FlaskClient:
-    """The user's browser: its own cookie jar, apart from the relying app's back channel."""
-    return app.test_client()
-
-
-@pytest.fixture
 def user(client: FlaskClient, mailbox: Any) -> tuple[str, str]:
     """A verified account: its email and the API's user id."""
     email = unique_email("oidc")

@@ -47,12 +47,6 @@ SPOOF = "SECURITY NOTICE: your account is locked, call +1-555-0100"
 
 
 @pytest.fixture
-def browser(app: Flask) -> FlaskClient:
-    """The user's browser: its own cookie jar, apart from the relying app's back channel."""
-    return app.test_client()
-
-
-@pytest.fixture
 def relying(app: Flask) -> App:
     """A first-party public app: no consent page between the user and a code."""
     return register_app(app, public=True, first_party=True)

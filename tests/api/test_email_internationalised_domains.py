@@ -100,11 +100,6 @@ def test_the_same_address_in_another_case_cannot_register_again_and_logs_in(
     assert response.json["data"]["user"]["id"] == user_id
 
 
-@pytest.fixture
-def browser(app: Flask) -> FlaskClient:
-    return app.test_client()
-
-
 def sign_in_through_the_page(browser: FlaskClient, app: Flask, email: str) -> Any:
     relying = register_app(app, public=True, first_party=True)
     to_sign_in = start(browser, authorize_params(relying, pkce()[1])).headers["Location"]

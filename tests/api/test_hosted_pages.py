@@ -40,11 +40,6 @@ EVIL_ORIGIN = "https://evil.example"
 
 
 @pytest.fixture
-def browser(app: Flask) -> FlaskClient:
-    return app.test_client()
-
-
-@pytest.fixture
 def email(client: FlaskClient, mailbox: Any) -> str:
     address = unique_email("pages")
     register_and_verify(client, mailbox, address)

@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from flask import Flask
 from flask.testing import FlaskClient
 
 from idp.clock import utcnow
@@ -33,12 +32,6 @@ from tests.oidc_flows import (
 
 IPV4 = "http://127.0.0.1/callback"
 IPV6 = "http://[::1]/callback"
-
-
-@pytest.fixture
-def browser(app: Flask) -> FlaskClient:
-    """The user's browser: its own cookie jar, apart from the relying app's back channel."""
-    return app.test_client()
 
 
 @pytest.fixture
