@@ -23,6 +23,7 @@ bp = Blueprint("pages", __name__)
 bp.before_request(refuse_cross_site_posts)
 
 EXPIRED = "This sign-in request has expired. Go back to the application and start again."
+FORM_EXPIRED = "The form expired. Go back to the application and start again."
 # What each scope lets an application see, in the user's words.
 SCOPE_TEXT = {
     "openid": "Know who you are (a stable, opaque identifier)",
@@ -55,15 +56,13 @@ def sign_in() -> Response:
         user = services.accounts.authenticate(
             params.email, params.password, now, request_source(), request_site()
         )
-    except ValidationFailed:
+    except (ValidationFailed, InvalidCredentials, EmailNotVerified) as error:
         form.password.data = ""
-        return render_page("sign_in.html", 400, form=form, error=InvalidCredentials().message)
-    except (InvalidCredentials, EmailNotVerified) as error:
-        form.password.data = ""
-        # 400, not the API's 401: a 401 must carry an authentication challenge, and a form
-        # shown again has none to offer.
-        status = 400 if isinstance(error, InvalidCredentials) else error.status
-        return render_page("sign_in.html", status, form=form, error=error.message)
+        if isinstance(error, EmailNotVerified):
+            return render_page("sign_in.html", error.status, form=form, error=error.message)
+        # Fields no account can match are answered as a wrong password is. 400, not the API's
+        # 401: a 401 must carry an authentication challenge, and a form shown again has none.
+        return render_page("sign_in.html", 400, form=form, error=InvalidCredentials.message)
     previous = services.browser_sessions.find(read_session_cookie(), now)
     started = services.browser_sessions.start(
         user, now, request.headers.get("User-Agent"), request_source()
@@ -114,7 +113,7 @@ def consent_form() -> Response:
 def consent() -> Response:
     form = ConsentForm()
     if not form.validate_on_submit():
-        return error_page("The form expired. Go back to the application and start again.", 400)
+        return error_page(FORM_EXPIRED, 400)
     interaction = Interaction.load(form.interaction.data)
     services = get_services()
     now = utcnow()
@@ -129,7 +128,7 @@ def consent() -> Response:
         return authorize(params, session, now, interaction.since, denied=True)
     if not form.approve.data:
         # Neither button: nothing was decided, so nothing is granted.
-        return error_page("The form expired. Go back to the application and start again.", 400)
+        return error_page(FORM_EXPIRED, 400)
     client = query_client(params.get("client_id", ""))
     if client is None:
         return error_page(EXPIRED, 400)
